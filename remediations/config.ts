@@ -1,0 +1,136 @@
+/**
+ * The `remediation:` section: how the ladder behaves, its guards and budgets, and (when Kubernetes
+ * access is configured) how the last step drains and reboots. Durations are strings (agent/duration.ts).
+ */
+export type RemediationMode = 'off' | 'dry-run' | 'enforce';
+
+/** Ladder steps, in the runbook's order. */
+export type StepName = 'restart-kubelet' | 'restart-runtime' | 'drain-reboot';
+export const STEP_NAMES: readonly StepName[] = ['restart-kubelet', 'restart-runtime', 'drain-reboot'];
+
+export interface DrainOptions {
+  /** Give up evicting after this long; then roll back (uncordon, release the Lease) and do not reboot. */
+  timeout: string;
+  /** Evict pods with emptyDir volumes (their data is lost), like `kubectl drain --delete-emptydir-data`. */
+  deleteEmptyDirData: boolean;
+  /** Delete pods that no controller will recreate, like `kubectl drain --force`. */
+  force: boolean;
+  /** Reboot even when the drain timed out. Off: a failed drain never reboots. */
+  forceRebootAfterTimeout: boolean;
+  /** Per-pod grace period override in seconds; -1 uses each pod's own. */
+  gracePeriodSeconds: number;
+}
+
+export interface RemediationOptions {
+  mode: RemediationMode;
+  /** A trigger must stay a problem this long before the first step. */
+  grace: string;
+  /** After a step, wait this long, then judge it. Also: never restart a unit that started less than this ago. */
+  settle: string;
+  /** Checks whose `problem` starts an episode. `unknown` never does. */
+  triggers: string[];
+  /** The ladder, in order. */
+  steps: StepName[];
+  /** Per trigger, the step to start from (e.g. `docker: restart-runtime`); default the first step. */
+  firstStep: Record<string, StepName>;
+  /** At most this many restarts of one unit per rolling hour. */
+  restartsPerHour: number;
+  /** At most this many reboot requests per rolling day. */
+  rebootsPerDay: number;
+  /** Restarting docker without live-restore kills every container on the node; refuse unless this is true. */
+  allowRuntimeRestartWithoutLiveRestore: boolean;
+  /** How long `systemctl restart` may take. */
+  commandTimeout: string;
+  /** Without Kubernetes access, reboot anyway (no drain). Off: the reboot stays a request. */
+  rebootWithoutDrain: boolean;
+  /** More than this many NotReady/nodemedic-cordoned nodes (a count, or a percentage like `20%`) blocks drains. */
+  maxUnhealthyNodes: number | string;
+  /** At most this many nodes of the cluster reboot at once (a coordination.k8s.io Lease each). */
+  maxConcurrentReboots: number;
+  /** Namespace of the reboot Leases. */
+  leaseNamespace: string;
+  /** How long a Lease is valid without renewal; a dead holder blocks the fleet at most this long. */
+  leaseDuration: string;
+  /** Reboots only in this window (`HH:MM-HH:MM`, UTC); empty: any time. */
+  rebootWindow: string;
+  drain: DrainOptions;
+  recovery: {
+    /** After a reboot, how long to wait for the checks to be ok and the Node Ready before giving up. */
+    timeout: string;
+  };
+}
+
+const duration = { type: 'string', format: 'duration' } as const;
+
+export const remediationDefaults: RemediationOptions = {
+  mode: 'dry-run',
+  grace: '1m',
+  settle: '2m',
+  triggers: ['pleg', 'kubelet', 'docker', 'containerd'],
+  steps: ['restart-kubelet', 'restart-runtime', 'drain-reboot'],
+  firstStep: {},
+  restartsPerHour: 3,
+  rebootsPerDay: 1,
+  allowRuntimeRestartWithoutLiveRestore: false,
+  commandTimeout: '90s',
+  rebootWithoutDrain: false,
+  maxUnhealthyNodes: '10%',
+  maxConcurrentReboots: 1,
+  leaseNamespace: 'kube-system',
+  leaseDuration: '5m',
+  rebootWindow: '',
+  drain: {
+    timeout: '10m',
+    deleteEmptyDirData: false,
+    force: false,
+    forceRebootAfterTimeout: false,
+    gracePeriodSeconds: -1,
+  },
+  recovery: { timeout: '15m' },
+};
+
+const stepName = { enum: ['restart-kubelet', 'restart-runtime', 'drain-reboot'] } as const;
+
+export const remediationSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    mode: { enum: ['off', 'dry-run', 'enforce'] },
+    grace: duration,
+    settle: duration,
+    triggers: { type: 'array', items: { type: 'string', minLength: 1 }, uniqueItems: true },
+    steps: { type: 'array', items: stepName, uniqueItems: true, minItems: 1 },
+    firstStep: { type: 'object', additionalProperties: stepName },
+    restartsPerHour: { type: 'integer', minimum: 0 },
+    rebootsPerDay: { type: 'integer', minimum: 0 },
+    allowRuntimeRestartWithoutLiveRestore: { type: 'boolean' },
+    commandTimeout: duration,
+    rebootWithoutDrain: { type: 'boolean' },
+    maxUnhealthyNodes: {
+      anyOf: [
+        { type: 'integer', minimum: 0 },
+        { type: 'string', pattern: '^(100|[1-9]?[0-9])%$' },
+      ],
+    },
+    maxConcurrentReboots: { type: 'integer', minimum: 1 },
+    leaseNamespace: { type: 'string', minLength: 1 },
+    leaseDuration: duration,
+    rebootWindow: { type: 'string', pattern: '^$|^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]$' },
+    drain: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        timeout: duration,
+        deleteEmptyDirData: { type: 'boolean' },
+        force: { type: 'boolean' },
+        forceRebootAfterTimeout: { type: 'boolean' },
+        gracePeriodSeconds: { type: 'integer', minimum: -1 },
+      },
+    },
+    recovery: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { timeout: duration },
+    },
+  },
+} as const;

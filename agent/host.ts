@@ -127,7 +127,7 @@ export class RealHost implements Host {
       notFound,
       outputCapped: r.isMaxBuffer,
     };
-    if (r.failed) result.error = r.shortMessage.split('\n')[0] ?? 'command failed';
+    if (r.failed) result.error = (r.shortMessage ?? '').split('\n')[0] || 'command failed';
     return result;
   }
 
@@ -192,14 +192,17 @@ export class RealHost implements Host {
   async readFile(path: string, maxBytes = MiB): Promise<string> {
     const fh = await open(path, 'r');
     try {
-      const buf = Buffer.alloc(maxBytes);
+      // Chunked, because /proc files report size 0 and most reads are tiny.
+      const chunks: Buffer[] = [];
       let n = 0;
       while (n < maxBytes) {
-        const { bytesRead } = await fh.read(buf, n, maxBytes - n, null);
+        const buf = Buffer.alloc(Math.min(64 * 1024, maxBytes - n));
+        const { bytesRead } = await fh.read(buf, 0, buf.length, null);
         if (bytesRead === 0) break;
+        chunks.push(buf.subarray(0, bytesRead));
         n += bytesRead;
       }
-      return buf.subarray(0, n).toString('utf8');
+      return Buffer.concat(chunks, n).toString('utf8');
     } finally {
       await fh.close();
     }

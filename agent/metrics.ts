@@ -1,0 +1,71 @@
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { CHECK_STATUSES, type CheckResult } from '../checks/types.js';
+import type { ActionName, ActionResult } from '../remediations/types.js';
+import { VERSION } from './version.js';
+
+const ACTIONS: readonly ActionName[] = ['restart_kubelet', 'restart_docker', 'restart_containerd', 'cordon', 'drain', 'reboot', 'uncordon'];
+const RESULTS: readonly ActionResult[] = ['success', 'failure', 'dry_run', 'skipped'];
+
+/** The agent's metrics, in a registry of its own so that several agents can live in one process (tests). */
+export class AgentMetrics {
+  readonly registry = new Registry();
+  private readonly checkStatus: Gauge<'check' | 'status'>;
+  private readonly checkDuration: Gauge<'check'>;
+  private readonly actions: Counter<'action' | 'result'>;
+  private readonly lastSweep: Gauge;
+  private readonly sweeps: Counter;
+
+  constructor() {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    new Gauge({ name: 'nodemedic_build_info', help: 'Always 1; the version label says which nodemedic is running.', labelNames: ['version'], registers }).set(
+      { version: VERSION },
+      1,
+    );
+    this.checkStatus = new Gauge({
+      name: 'nodemedic_check_status',
+      help: "1 for the check's current status (ok, problem or unknown), 0 for the other two.",
+      labelNames: ['check', 'status'],
+      registers,
+    });
+    this.checkDuration = new Gauge({
+      name: 'nodemedic_check_duration_seconds',
+      help: 'How long the last run of the check took.',
+      labelNames: ['check'],
+      registers,
+    });
+    this.actions = new Counter({
+      name: 'nodemedic_remediation_actions_total',
+      help: 'Remediation actions decided, by action and result (dry_run: decided but not carried out).',
+      labelNames: ['action', 'result'],
+      registers,
+    });
+    for (const action of ACTIONS) for (const result of RESULTS) this.actions.inc({ action, result }, 0);
+    this.lastSweep = new Gauge({
+      name: 'nodemedic_last_sweep_timestamp_seconds',
+      help: 'Unix time the last complete check sweep finished.',
+      registers,
+    });
+    this.sweeps = new Counter({ name: 'nodemedic_sweeps_total', help: 'Check sweeps completed.', registers });
+  }
+
+  observe(r: CheckResult): void {
+    for (const status of CHECK_STATUSES) this.checkStatus.set({ check: r.check, status }, r.status === status ? 1 : 0);
+    this.checkDuration.set({ check: r.check }, r.durationSeconds);
+  }
+
+  /** Drops series of checks that are no longer configured (after a reload). */
+  forget(check: string): void {
+    for (const status of CHECK_STATUSES) this.checkStatus.remove({ check, status });
+    this.checkDuration.remove({ check });
+  }
+
+  sweepFinished(atMs: number): void {
+    this.lastSweep.set(atMs / 1000);
+    this.sweeps.inc();
+  }
+
+  recordAction = (action: ActionName, result: ActionResult): void => {
+    this.actions.inc({ action, result });
+  };
+}

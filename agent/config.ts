@@ -69,7 +69,7 @@ function rootSchema(): Record<string, unknown> {
       },
       schedule: { type: 'string', format: 'cron' },
       hostCommandPrefix: { type: 'array', items: { type: 'string', minLength: 1 } },
-      stateDir: { type: 'string', minLength: 1, pattern: '^/' },
+      stateDir: { type: 'string', minLength: 1, pattern: '^/', description: 'an absolute path' },
       log: {
         type: 'object',
         additionalProperties: false,
@@ -91,7 +91,7 @@ const LISTEN = /^(?:\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):(\d{1,5})$/;
 let compiled: ReturnType<Ajv['compile']> | undefined;
 function validator(): ReturnType<Ajv['compile']> {
   if (compiled) return compiled;
-  const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true });
+  const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true, verbose: true });
   ajv.addFormat('duration', new RegExp(DURATION_PATTERN));
   ajv.addFormat('cron', (s: string) => validateDetailed(s).valid);
   ajv.addFormat('listen', (s: string) => {
@@ -128,6 +128,11 @@ function describe(e: ErrorObject, data: unknown): string {
       }
       if (f === 'listen') return `${at}: must be HOST:PORT (e.g. 0.0.0.0:20258 or [::1]:20258), got ${got}`;
       return `${at}: ${e.message ?? 'invalid'}`;
+    }
+    case 'pattern': {
+      // A schema says what its pattern means in `description`; a raw regex is no help to an operator.
+      const what = (e.parentSchema as { description?: string } | undefined)?.description;
+      return `${at}: must be ${what ?? `of the form ${(e.params as { pattern: string }).pattern}`}, got ${JSON.stringify(value)}`;
     }
     case 'anyOf':
       return `${at}: must be a whole number >= 0 or a percentage like "10%", got ${JSON.stringify(value)}`;

@@ -59,7 +59,7 @@ export const diskCheck: CheckDefinition<DiskOptions> = {
     additionalProperties: false,
     properties: {
       enabled: { type: 'boolean' },
-      paths: { type: 'array', items: { type: 'string', pattern: '^/' }, uniqueItems: true },
+      paths: { type: 'array', items: { type: 'string', pattern: '^/', description: 'an absolute path' }, uniqueItems: true },
       maxUsedPercent: { type: 'number', minimum: 0, maximum: 100 },
       maxInodesUsedPercent: { type: 'number', minimum: 0, maximum: 100 },
       timeout: { type: 'string', format: 'duration' },

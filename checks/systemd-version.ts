@@ -178,7 +178,7 @@ export const systemdVersionCheck: CheckDefinition<SystemdVersionOptions> = {
     properties: {
       enabled: { type: 'boolean' },
       // Same acceptance as parseVersionRelease, so a bad minimum is a config error, not a runtime one.
-      minimum: { type: 'string', minLength: 1, pattern: VERSION_RELEASE_PATTERN },
+      minimum: { type: 'string', minLength: 1, pattern: VERSION_RELEASE_PATTERN, description: 'an rpm [epoch:]version[-release] such as 219-67.el7' },
     },
   },
   runTimeoutMs: () => 2 * COMMAND_TIMEOUT_MS + 5_000,

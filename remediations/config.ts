@@ -109,13 +109,13 @@ export const remediationSchema = {
     maxUnhealthyNodes: {
       anyOf: [
         { type: 'integer', minimum: 0 },
-        { type: 'string', pattern: '^(100|[1-9]?[0-9])%$' },
+        { type: 'string', pattern: '^(100|[1-9]?[0-9])%$', description: 'a percentage like "10%"' },
       ],
     },
     maxConcurrentReboots: { type: 'integer', minimum: 1 },
     leaseNamespace: { type: 'string', minLength: 1 },
     leaseDuration: duration,
-    rebootWindow: { type: 'string', pattern: '^$|^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]$' },
+    rebootWindow: { type: 'string', description: 'empty or a UTC window HH:MM-HH:MM', pattern: '^$|^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]$' },
     drain: {
       type: 'object',
       additionalProperties: false,
@@ -134,3 +134,30 @@ export const remediationSchema = {
     },
   },
 } as const;
+
+/** Checks that are reported but never start a restart: no restart cures a full disk, load or an old systemd. */
+export const NEVER_TRIGGERS: readonly string[] = ['disk', 'load', 'systemd-version'];
+
+/**
+ * What the schema cannot say: cross-field rules of `remediation`. Returns one message per problem,
+ * each naming its key path; empty when the section is consistent.
+ */
+export function remediationProblems(r: RemediationOptions, knownChecks: readonly string[]): string[] {
+  const out: string[] = [];
+  r.triggers.forEach((t, i) => {
+    if (NEVER_TRIGGERS.includes(t)) {
+      out.push(`remediation.triggers.${i}: "${t}" cannot be a trigger (a restart cures none of ${NEVER_TRIGGERS.join(', ')})`);
+    } else if (!knownChecks.includes(t)) {
+      out.push(`remediation.triggers.${i}: no check named "${t}" (checks: ${knownChecks.join(', ')})`);
+    }
+  });
+  for (const [trigger, step] of Object.entries(r.firstStep)) {
+    if (!r.triggers.includes(trigger)) {
+      out.push(`remediation.firstStep.${trigger}: "${trigger}" is not in remediation.triggers`);
+    }
+    if (!r.steps.includes(step)) {
+      out.push(`remediation.firstStep.${trigger}: step "${step}" is not in remediation.steps (${r.steps.join(', ')})`);
+    }
+  }
+  return out;
+}

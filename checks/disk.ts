@@ -85,7 +85,6 @@ export const diskCheck: CheckDefinition<DiskOptions> = {
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<Outcome>((resolve) => {
         timer = setTimeout(() => resolve({ kind: 'timeout' }), timeoutMs);
-        timer.unref();
       });
       return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
     }

@@ -40,3 +40,142 @@ export interface DrainRebooter {
     detail: string;
   }>;
 }
+
+/** What the ladder knows about a systemd unit it may restart (from `systemctl show`). */
+export interface UnitFacts {
+  /** `loaded`, `not-found`, `masked`, ... */
+  loadState: string;
+  /** `active`, `activating`, `failed`, `inactive`, ... */
+  activeState: string;
+  /**
+   * When the unit last entered `active` (ms since the epoch), or null if it never has since boot.
+   * The "recently started" guard and the judgment of an interrupted restart compare against it.
+   */
+  activeEnterMs: number | null;
+}
+
+/** Operator pause written by `nodemedic pause` into `stateDir/pause.json`. */
+export interface PauseState {
+  /** When the pause was set (ms since the epoch). */
+  since: number;
+  /** When it lapses by itself (ms since the epoch); null: until `nodemedic resume`. */
+  until: number | null;
+  /** Why, as given with `--reason`; shown in `/status` and logs. */
+  reason: string;
+  /** Set by the agent when `pause.json` exists but cannot be read: the agent then stays paused (fails closed). */
+  error?: string;
+}
+
+/** How an action ended. */
+export interface ActionOutcome {
+  result: ActionResult;
+  /** One sentence: why, for logs and `/status`. */
+  detail: string;
+  /** When the outcome was known (ms). */
+  at: number;
+  /**
+   * True when the agent did not see the action finish (it crashed or was killed after writing the
+   * intent) and the outcome was judged afterwards from the unit's start time or the boot id.
+   */
+  inferred?: boolean;
+}
+
+/** Ladder steps (remediations/config.ts `StepName`) resolved to what they act on. */
+export type Runtime = 'docker' | 'containerd';
+
+/**
+ * One entry of the action log (the last 100 are persisted). Written as an intent before the action
+ * is carried out and completed with its outcome afterwards, so a crash in between is detectable.
+ */
+export interface ActionRecord {
+  /** Unique within the state file: `<episode id>/<n>`. */
+  id: string;
+  episodeId: string;
+  step: import('./config.js').StepName;
+  /** Metric label; null when there was nothing to act on (e.g. no container runtime on the node). */
+  action: ActionName | null;
+  /** The systemd unit a restart acts on. */
+  unit?: string;
+  /** Mode the action was decided in; `dry-run` actions never consume budgets. */
+  mode: 'dry-run' | 'enforce';
+  /** When the intent was recorded (ms). */
+  intentAt: number;
+  /** The boot id when the intent was recorded; tells a reboot that happened from one that did not. */
+  bootId?: string;
+  /** Why the step was chosen. */
+  reason: string;
+  /** Absent while the action is in flight (or was interrupted). */
+  outcome?: ActionOutcome;
+}
+
+/** How an episode ended, or `active` while it runs. */
+export type EpisodeState = 'active' | 'recovered' | 'exhausted' | 'abandoned';
+
+/**
+ * Where an active episode is:
+ * - `due`: the step at `stepIndex` is to be decided now;
+ * - `acting`: its action was ordered (intent written) and has no outcome yet;
+ * - `settling`: the step is done; at `judgeAt` the triggers are judged (recovered, or the next step);
+ * - `deferred`: the step's unit (re)started less than `settle` ago; at `judgeAt` the step is reconsidered.
+ */
+export type EpisodePhase = 'due' | 'acting' | 'settling' | 'deferred';
+
+/** One run of the ladder, from a trigger's problem to recovery or exhaustion. */
+export interface Episode {
+  /** `<UTC start time>-<n>`, e.g. `20261127T100000Z-3`; in every log line of the episode. */
+  id: string;
+  /** The mode the episode runs in; a mode change abandons it. */
+  mode: 'dry-run' | 'enforce';
+  /** The trigger that started the episode. */
+  trigger: string;
+  /** That trigger's reason and message when the episode started. */
+  reason: string;
+  /** Every trigger seen in `problem` during the episode; recovery needs all of them `ok`. */
+  triggers: string[];
+  startedAt: number;
+  /** The steps this episode walks, fixed when it starts (the configured order from the first step). */
+  ladder: import('./config.js').StepName[];
+  /** Index into `ladder` of the current step. */
+  stepIndex: number;
+  phase: EpisodePhase;
+  /** When the current step was taken (intent time), or null before any step. */
+  stepStartedAt: number | null;
+  /** When the ladder next judges (`settling`, `deferred`), ms; null otherwise. */
+  judgeAt: number | null;
+  /** The step already deferred once because its unit had just started; a second deferral skips it. */
+  deferred: import('./config.js').StepName | null;
+  state: EpisodeState;
+  endedAt?: number;
+  /** Why it ended, one sentence. */
+  endReason?: string;
+}
+
+/** Everything the ladder persists in `stateDir/state.json`. */
+export interface LadderState {
+  version: 1;
+  /** Episode counter, for ids. */
+  seq: number;
+  /** Per trigger, since when (ms) it has been `problem` without an `ok` in between. */
+  problemSince: Record<string, number>;
+  /** The active episode, or the last one that ended (kept for `/status`). */
+  episode: Episode | null;
+  /**
+   * Set when an episode is exhausted: no action until each of `triggers` is `ok` again and no
+   * trigger is `problem`.
+   */
+  latch: { episodeId: string; triggers: string[]; since: number } | null;
+  budgets: {
+    /** Per unit, when real (enforce) restarts were ordered, within the last hour. */
+    restarts: Record<string, number[]>;
+    /** When real reboot requests were made, within the last day. */
+    reboots: number[];
+    /** No reboot request before this time (ms); set after a corrupt state file. */
+    noRebootBefore: number | null;
+  };
+  /** Docker's live-restore setting as last reported by the docker check (a hung daemon cannot say). */
+  liveRestore: { enabled: boolean; observedAt: number } | null;
+  /** A reboot the ladder asked for and that has not been cleared (for `/status` and a node condition). */
+  rebootRequest: { episodeId: string; at: number; reason: string; result: ActionResult; detail: string } | null;
+  /** The last 100 actions, oldest first. */
+  actions: ActionRecord[];
+}

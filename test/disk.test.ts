@@ -74,6 +74,8 @@ t.test('a hung statfs makes its path unknown on time and is never stacked', asyn
   const real = new RealHost();
   let calls = 0;
   let release: (() => void) | undefined;
+  let mountBack = false;
+  const answer: StatFs = { bsize: 4096, blocks: 100, bfree: 90, bavail: 90, files: 10, ffree: 9 };
   // A dead NFS mount: statfs never returns until we let it.
   const host: Host = {
     ...real,
@@ -84,8 +86,9 @@ t.test('a hung statfs makes its path unknown on time and is never stacked', asyn
     statfs: (p: string): Promise<StatFs> => {
       if (p !== '/hung') return real.statfs(p);
       calls++;
+      if (mountBack) return Promise.resolve(answer);
       return new Promise((resolve) => {
-        release = () => resolve({ bsize: 4096, blocks: 100, bfree: 90, bavail: 90, files: 10, ffree: 9 });
+        release = () => resolve(answer);
       });
     },
   };
@@ -99,6 +102,7 @@ t.test('a hung statfs makes its path unknown on time and is never stacked', asyn
   const second = await check.run(new AbortController().signal);
   t.equal(second.reason, 'StatfsTimeout');
   t.equal(calls, 1, 'no second statfs while the first is pending');
+  mountBack = true;
   release!();
   await new Promise((r) => setTimeout(r, 10));
   const third = await check.run(new AbortController().signal);

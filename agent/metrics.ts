@@ -18,6 +18,11 @@ export class AgentMetrics {
   constructor() {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
+    // prom-client's gauges named *_total break Prometheus naming rules (promtool flags them); the same
+    // counts stay available, per type, as nodejs_active_handles / _requests / _resources.
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+      this.registry.removeSingleMetric(name);
+    }
     new Gauge({ name: 'nodemedic_build_info', help: 'Always 1; the version label says which nodemedic is running.', labelNames: ['version'], registers }).set(
       { version: VERSION },
       1,

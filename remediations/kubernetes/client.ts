@@ -1,0 +1,212 @@
+/**
+ * Kubernetes access for nodemedic: the few API calls the agent makes, behind one narrow interface,
+ * implemented with @kubernetes/client-node 1.x. The library is loaded with `import()` only when
+ * Kubernetes access is configured (it takes about a second to load).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import type { CoreV1Event, V1Lease, V1Node, V1Pod } from '@kubernetes/client-node';
+
+/** Why a call failed. `status` 0 means no HTTP answer at all (timeout, refused, reset). */
+export class KubeApiError extends Error {
+  override name = 'KubeApiError';
+  constructor(
+    /** What was being done, e.g. `patch node worker-1`. */
+    readonly op: string,
+    readonly status: number,
+    /** The Status `reason` (`NotFound`, `Conflict`, `TooManyRequests`, ...) or a transport error code. */
+    readonly reason: string,
+    readonly detail: string,
+  ) {
+    super(`${op}: ${status ? `HTTP ${status} ${reason}` : reason}${detail ? `: ${detail}` : ''}`);
+  }
+}
+
+export function isStatus(e: unknown, status: number): boolean {
+  return e instanceof KubeApiError && e.status === status;
+}
+
+/** The calls nodemedic makes; every one has a timeout and throws only `KubeApiError`. */
+export interface KubeApi {
+  /** The API server URL, for logs. */
+  readonly server: string;
+  getNode(name: string): Promise<V1Node>;
+  /** All nodes, following `continue` pages. */
+  listNodes(): Promise<V1Node[]>;
+  /** Strategic merge patch of the Node. */
+  patchNode(name: string, patch: object): Promise<V1Node>;
+  /** Strategic merge patch of the Node's status subresource (conditions merge on `type`). */
+  patchNodeStatus(name: string, patch: object): Promise<V1Node>;
+  /** Pods of all namespaces matching a field selector, following `continue` pages. */
+  listPods(fieldSelector: string): Promise<V1Pod[]>;
+  readPod(namespace: string, name: string): Promise<V1Pod>;
+  /** policy/v1 Eviction. */
+  evictPod(namespace: string, name: string, gracePeriodSeconds?: number): Promise<void>;
+  deletePod(namespace: string, name: string, gracePeriodSeconds?: number): Promise<void>;
+  readLease(namespace: string, name: string): Promise<V1Lease>;
+  createLease(namespace: string, lease: V1Lease): Promise<V1Lease>;
+  /** PUT; the lease's `metadata.resourceVersion` makes it conditional (409 when stale). */
+  replaceLease(namespace: string, name: string, lease: V1Lease): Promise<V1Lease>;
+  createEvent(namespace: string, event: CoreV1Event): Promise<void>;
+}
+
+export interface KubeAccess {
+  /** `kubeconfig FILE` or `in-cluster`. */
+  source: string;
+  api: KubeApi;
+}
+
+export interface ConnectOptions {
+  /** Per request, including reading the body. Default 10 s. */
+  requestTimeoutMs?: number;
+  /** Page size for lists. Default 500 (what kubectl uses). */
+  pageSize?: number;
+  env?: NodeJS.ProcessEnv;
+}
+
+const SA_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
+
+/**
+ * `kubernetes.kubeconfig` when set (an unreadable or empty file is an error naming the key); else the
+ * in-cluster service account when running in a pod; else `undefined` (no Kubernetes access).
+ */
+export async function connectKubernetes(kubeconfig: string, opts: ConnectOptions = {}): Promise<KubeAccess | undefined> {
+  const env = opts.env ?? process.env;
+  let source: string;
+  if (kubeconfig) {
+    try {
+      readFileSync(kubeconfig);
+    } catch (e) {
+      throw new Error(`kubernetes.kubeconfig: cannot read ${kubeconfig}: ${(e as Error).message}`);
+    }
+    source = `kubeconfig ${kubeconfig}`;
+  } else if (env.KUBERNETES_SERVICE_HOST && env.KUBERNETES_SERVICE_PORT && existsSync(SA_TOKEN)) {
+    source = 'in-cluster';
+  } else {
+    return undefined;
+  }
+  const k8s = await import('@kubernetes/client-node');
+  const kc = new k8s.KubeConfig();
+  try {
+    if (kubeconfig) kc.loadFromFile(kubeconfig);
+    else kc.loadFromCluster();
+  } catch (e) {
+    throw new Error(`${kubeconfig ? 'kubernetes.kubeconfig' : 'in-cluster config'}: ${(e as Error).message}`);
+  }
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) throw new Error(`kubernetes.kubeconfig: ${kubeconfig} has no current context with a cluster`);
+  if (cluster.server.startsWith('http:') && !cluster.skipTLSVerify) {
+    // client-node refuses plain HTTP without this flag; say so once, up front, instead of on every call.
+    throw new Error(`kubernetes.kubeconfig: ${kubeconfig}: server ${cluster.server} is plain HTTP; client-node needs insecure-skip-tls-verify: true for that`);
+  }
+  const timeoutMs = opts.requestTimeoutMs ?? 10_000;
+  const configuration = k8s.createConfiguration({
+    baseServer: new k8s.ServerConfiguration(cluster.server, {}),
+    authMethods: { default: kc },
+    promiseMiddleware: [
+      {
+        pre: async (ctx) => {
+          ctx.setSignal(AbortSignal.timeout(timeoutMs));
+          return ctx;
+        },
+        post: async (res) => res,
+      },
+    ],
+  });
+  const core = new k8s.CoreV1Api(configuration);
+  const coordination = new k8s.CoordinationV1Api(configuration);
+  const smp = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.StrategicMergePatch);
+  const pageSize = opts.pageSize ?? 500;
+
+  async function call<T>(op: string, f: () => Promise<T>): Promise<T> {
+    try {
+      return await f();
+    } catch (e) {
+      throw toKubeError(op, e, timeoutMs);
+    }
+  }
+
+  const api: KubeApi = {
+    server: cluster.server,
+    getNode: (name) => call(`get node ${name}`, () => core.readNode({ name })),
+    async listNodes() {
+      const out: V1Node[] = [];
+      let cont: string | undefined;
+      do {
+        const page = await call('list nodes', () => core.listNode({ limit: pageSize, ...(cont ? { _continue: cont } : {}) }));
+        out.push(...page.items);
+        cont = page.metadata?._continue || undefined;
+      } while (cont);
+      return out;
+    },
+    patchNode: (name, body) => call(`patch node ${name}`, () => core.patchNode({ name, body }, smp)),
+    patchNodeStatus: (name, body) => call(`patch node ${name} status`, () => core.patchNodeStatus({ name, body }, smp)),
+    async listPods(fieldSelector) {
+      const out: V1Pod[] = [];
+      let cont: string | undefined;
+      do {
+        const page = await call(`list pods (${fieldSelector})`, () =>
+          core.listPodForAllNamespaces({ fieldSelector, limit: pageSize, ...(cont ? { _continue: cont } : {}) }),
+        );
+        out.push(...page.items);
+        cont = page.metadata?._continue || undefined;
+      } while (cont);
+      return out;
+    },
+    readPod: (namespace, name) => call(`get pod ${namespace}/${name}`, () => core.readNamespacedPod({ namespace, name })),
+    async evictPod(namespace, name, gracePeriodSeconds) {
+      await call(`evict pod ${namespace}/${name}`, () =>
+        core.createNamespacedPodEviction({
+          namespace,
+          name,
+          body: {
+            apiVersion: 'policy/v1',
+            kind: 'Eviction',
+            metadata: { name, namespace },
+            ...(gracePeriodSeconds !== undefined ? { deleteOptions: { gracePeriodSeconds } } : {}),
+          },
+        }),
+      );
+    },
+    async deletePod(namespace, name, gracePeriodSeconds) {
+      await call(`delete pod ${namespace}/${name}`, () =>
+        core.deleteNamespacedPod({ namespace, name, ...(gracePeriodSeconds !== undefined ? { gracePeriodSeconds } : {}) }),
+      );
+    },
+    readLease: (namespace, name) => call(`get lease ${namespace}/${name}`, () => coordination.readNamespacedLease({ namespace, name })),
+    createLease: (namespace, body) => call(`create lease ${namespace}/${body.metadata?.name ?? ''}`, () => coordination.createNamespacedLease({ namespace, body })),
+    replaceLease: (namespace, name, body) => call(`update lease ${namespace}/${name}`, () => coordination.replaceNamespacedLease({ namespace, name, body })),
+    async createEvent(namespace, body) {
+      await call(`create event ${body.reason ?? ''}`, () => core.createNamespacedEvent({ namespace, body }));
+    },
+  };
+  return { source, api };
+}
+
+/** Maps client-node's ApiException (body: the Status JSON text) and transport errors to KubeApiError. */
+function toKubeError(op: string, e: unknown, timeoutMs: number): KubeApiError {
+  const err = e as { code?: unknown; body?: unknown; name?: string; type?: string; message?: string };
+  if (typeof err.code === 'number') {
+    let reason = '';
+    let message = '';
+    if (typeof err.body === 'string' && err.body) {
+      try {
+        const s = JSON.parse(err.body) as { reason?: string; message?: string };
+        reason = s.reason ?? '';
+        message = s.message ?? '';
+      } catch {
+        message = err.body.slice(0, 300);
+      }
+    }
+    return new KubeApiError(op, err.code, reason || statusText(err.code), message);
+  }
+  if (err.name === 'AbortError' || err.type === 'aborted') {
+    return new KubeApiError(op, 0, 'Timeout', `no answer within ${timeoutMs}ms`);
+  }
+  const code = typeof (err as { code?: unknown }).code === 'string' ? String((err as { code?: unknown }).code) : '';
+  return new KubeApiError(op, 0, code || 'RequestFailed', err.message ?? String(e));
+}
+
+function statusText(code: number): string {
+  const t: Record<number, string> = { 400: 'BadRequest', 401: 'Unauthorized', 403: 'Forbidden', 404: 'NotFound', 409: 'Conflict', 410: 'Expired', 415: 'UnsupportedMediaType', 422: 'Invalid', 429: 'TooManyRequests', 500: 'InternalError', 503: 'ServiceUnavailable' };
+  return t[code] ?? `HTTP${code}`;
+}

@@ -231,9 +231,9 @@ function resolveRestart(
   if (f === undefined) return { kind: 'need', unit };
   if ('error' in f) return { kind: 'skip', action, unit, reason: `cannot read the state of ${unit} (${f.error}); not restarting it blind` };
   if (f.loadState !== 'loaded') return { kind: 'skip', action, unit, reason: `unit ${unit} is ${f.loadState}` };
-  if (f.activeEnterMs !== null && now - f.activeEnterMs < p.settleMs) {
-    const upSince = `${unit} (re)started at ${iso(f.activeEnterMs)}, less than settle ago`;
-    const until = f.activeEnterMs + p.settleMs;
+  if (f.lastStartMs !== null && now - f.lastStartMs < p.settleMs) {
+    const upSince = `${unit} (re)started at ${iso(f.lastStartMs)}, less than settle ago`;
+    const until = f.lastStartMs + p.settleMs;
     if (ep.deferred === step) {
       return { kind: 'skip-settle', action, unit, judgeAt: until, reason: `${upSince} again: it is being restarted by something else; not restarting it on top` };
     }
@@ -509,8 +509,8 @@ export function judgeInterrupted(a: ActionRecord, facts: UnitFacts | { error: st
   if (!facts || 'error' in facts) {
     return { ...base, result: 'failure', detail: `the agent stopped during the restart of ${a.unit}, and its state cannot be read (${facts && 'error' in facts ? facts.error : 'not asked'}); not repeated` };
   }
-  if (facts.activeEnterMs !== null && facts.activeEnterMs >= a.intentAt) {
-    return { ...base, result: 'success', detail: `${a.unit} entered active at ${iso(facts.activeEnterMs)}, after the restart was ordered` };
+  if (facts.lastStartMs !== null && facts.lastStartMs >= a.intentAt) {
+    return { ...base, result: 'success', detail: `${a.unit} entered active at ${iso(facts.lastStartMs)}, after the restart was ordered` };
   }
   return { ...base, result: 'failure', detail: `the agent stopped before the restart of ${a.unit} took effect (it is ${facts.activeState}); not repeated` };
 }

@@ -1,8 +1,18 @@
 import type { Logger } from 'pino';
+import type { Clock } from '../agent/clock.js';
 import type { Config } from '../agent/config.js';
+import { parseDuration } from '../agent/duration.js';
+import { ConfigError } from '../agent/errors.js';
 import type { Host } from '../agent/host.js';
+import { CHECK_DEFINITIONS } from '../checks/index.js';
 import type { CheckResult } from '../checks/types.js';
-import type { ActionRecorder, DrainRebooter, Remediator } from './types.js';
+import { readUnitFacts, restartUnit } from './actions.js';
+import { NEVER_TRIGGERS, remediationProblems } from './config.js';
+import { applyOutcome, decide, emptyState, judgeInterrupted, pauseActive, type Decision, type LadderPolicy } from './decide.js';
+import { readPause } from './pause.js';
+import { createRebootRequester } from './reboot-request.js';
+import { StateStore } from './state.js';
+import type { ActionOutcome, ActionRecord, ActionRecorder, DrainRebooter, LadderState, PauseState, Remediator, UnitFacts } from './types.js';
 
 /** What the agent hands the remediation component. */
 export interface RemediatorDeps {
@@ -12,16 +22,377 @@ export interface RemediatorDeps {
   recordAction: ActionRecorder;
   /** The last step's implementation; without Kubernetes it only records a reboot request. */
   drainRebooter?: DrainRebooter;
-  /** Runs the given checks now (outside the schedule) and returns their results; used to judge a step after settle. */
+  /**
+   * Runs the given checks now (outside the schedule) and returns their results; used to judge a step
+   * the moment settle ends (and to start an episode the moment grace ends) instead of at the next
+   * scheduled sweep. Without it, judgments happen on the first sweep after the deadline.
+   */
   requestSweep?: (only?: readonly string[]) => Promise<readonly CheckResult[]>;
+  /** Default: the host's clock. */
+  clock?: Clock;
 }
 
-// Placeholder until the ladder lands (issue 4): reports the mode, never acts.
-export function createRemediator(deps: RemediatorDeps): Remediator {
-  return {
-    start: async () => {},
-    afterSweep: async (_results: readonly CheckResult[]) => {},
-    status: () => ({ mode: deps.config.remediation.mode, episode: null }),
-    stop: async () => {},
+const BOOT_ID = '/proc/sys/kernel/random/boot_id';
+/** How many recent actions `/status` shows (the state file keeps 100). */
+const STATUS_ACTIONS = 20;
+/** On stop, how much longer than the command timeout to wait for an action in flight before abandoning it. */
+const STOP_GRACE_MS = 5000;
+
+/** The ladder's policy from the config and the current pause. */
+export function ladderPolicy(config: Config, pause: PauseState | null): LadderPolicy {
+  const r = config.remediation;
+  const unit = (check: string, fallback: string): string => {
+    const u = config.checks[check]?.unit;
+    return typeof u === 'string' && u ? u : fallback;
   };
+  return {
+    mode: r.mode,
+    graceMs: parseDuration(r.grace),
+    settleMs: parseDuration(r.settle),
+    triggers: r.triggers.filter((t) => !NEVER_TRIGGERS.includes(t)),
+    steps: r.steps,
+    firstStep: r.firstStep,
+    restartsPerHour: r.restartsPerHour,
+    rebootsPerDay: r.rebootsPerDay,
+    allowRuntimeRestartWithoutLiveRestore: r.allowRuntimeRestartWithoutLiveRestore,
+    units: { kubelet: unit('kubelet', 'kubelet'), docker: unit('docker', 'docker'), containerd: unit('containerd', 'containerd') },
+    pause,
+  };
+}
+
+const iso = (ms: number | null | undefined): string | null => (ms === null || ms === undefined ? null : new Date(ms).toISOString());
+
+/**
+ * The remediation ladder (issue 4): after every sweep, `decide()` says what to do; this carries it
+ * out, persisting the intent before acting and the outcome after, so that a crash never repeats or
+ * loses an action. Decisions are serialized; an action runs in the background so that a slow
+ * `systemctl restart` never holds up the sweep loop.
+ */
+class LadderRemediator implements Remediator {
+  private state: LadderState = emptyState();
+  private readonly store: StateStore;
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+  private readonly rebooter: DrainRebooter;
+  private readonly commandTimeoutMs: number;
+  private latest = new Map<string, CheckResult>();
+  private pause: PauseState | null = null;
+  private bootId: string | undefined;
+  private started = false;
+  private stopped = false;
+  /** Decisions and outcome writes, one at a time. */
+  private queue: Promise<unknown> = Promise.resolve();
+  private inflight: Promise<void> | null = null;
+  private timer: NodeJS.Timeout | undefined;
+  private nextDecisionAt: number | null = null;
+  private waitingFor: string | null = null;
+  private lastError: string | null = null;
+  /** Set when stop() gave up waiting for an action: this instance then never writes state again. */
+  private abandoned = false;
+
+  constructor(private readonly deps: RemediatorDeps) {
+    const problems = remediationProblems(deps.config.remediation, CHECK_DEFINITIONS.map((d) => d.id));
+    if (problems.length) throw new ConfigError('remediation', problems);
+    this.clock = deps.clock ?? deps.host.clock;
+    this.logger = deps.logger;
+    this.store = new StateStore(deps.config.stateDir, deps.logger);
+    this.rebooter = deps.drainRebooter ?? createRebootRequester(deps.logger);
+    this.commandTimeoutMs = parseDuration(deps.config.remediation.commandTimeout);
+  }
+
+  private policy(): LadderPolicy {
+    return ladderPolicy(this.deps.config, this.pause);
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn);
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  async start(): Promise<void> {
+    if (this.started) return;
+    try {
+      await this.serial(async () => {
+        const now = this.clock.now();
+        const loaded = await this.store.load(now);
+        this.state = loaded.state;
+        if (loaded.corrupt) this.lastError = `state file was corrupt (${loaded.corrupt.error}); kept at ${loaded.corrupt.keptAt}`;
+        this.bootId = await this.deps.host
+          .readFile(BOOT_ID, 4096)
+          .then((s) => s.trim() || undefined)
+          .catch(() => undefined);
+        this.pause = await readPause(this.deps.config.stateDir);
+        await this.resolveInterrupted();
+        const ep = this.state.episode;
+        if (ep?.state === 'active') {
+          this.logger.info(
+            { episodeId: ep.id, step: ep.ladder[ep.stepIndex], phase: ep.phase, judgeAt: iso(ep.judgeAt) },
+            'resuming remediation episode from the state file',
+          );
+        }
+      });
+    } catch (e) {
+      // Without its state the ladder cannot know its budgets or what it already did: it stays idle.
+      this.lastError = `cannot load remediation state: ${(e as Error).message}`;
+      this.logger.error({ err: e, stateDir: this.deps.config.stateDir }, 'remediation disabled: cannot load its state');
+      return;
+    }
+    this.started = true;
+  }
+
+  /**
+   * Actions whose intent was written but not their outcome: the agent died while carrying them out.
+   * Each is judged from what the node says now (unit start time, boot id), never carried out again.
+   */
+  private async resolveInterrupted(): Promise<void> {
+    const pending = this.state.actions.filter((a) => !a.outcome);
+    if (!pending.length) return;
+    let next = this.state;
+    const outcomes: [ActionRecord, ActionOutcome][] = [];
+    for (const a of pending) {
+      const facts: UnitFacts | { error: string } | undefined = a.unit && a.step !== 'drain-reboot' ? await readUnitFacts(this.deps.host, a.unit) : undefined;
+      const outcome = judgeInterrupted(a, facts, this.bootId, this.clock.now());
+      next = applyOutcome(next, a.id, outcome, this.policy());
+      outcomes.push([a, outcome]);
+    }
+    await this.store.save(next);
+    this.state = next;
+    for (const [a, o] of outcomes) {
+      if (a.action) this.deps.recordAction(a.action, o.result);
+      this.logger.warn({ episodeId: a.episodeId, step: a.step, action: a.action, unit: a.unit, result: o.result, detail: o.detail }, 'interrupted action judged after restart');
+    }
+  }
+
+  async afterSweep(results: readonly CheckResult[]): Promise<void> {
+    this.latest = new Map(results.map((r) => [r.check, r]));
+    if (!this.started || this.stopped) return;
+    await this.decideNow();
+  }
+
+  /** One decision (serialized); never throws. */
+  private decideNow(): Promise<void> {
+    return this.serial(async () => {
+      if (this.stopped || this.inflight) return;
+      try {
+        await this.decideLocked();
+      } catch (e) {
+        this.lastError = `decision failed: ${(e as Error).message}`;
+        this.logger.error({ err: e }, 'remediation decision failed');
+      }
+    });
+  }
+
+  private async decideLocked(): Promise<void> {
+    this.pause = await readPause(this.deps.config.stateDir);
+    if (this.pause?.error) this.logger.error({ error: this.pause.error }, 'pause file unreadable: staying paused');
+    const policy = this.policy();
+    const units: Record<string, UnitFacts | { error: string }> = {};
+    const results = [...this.latest.values()];
+    let d: Decision;
+    for (let round = 0; ; round++) {
+      const now = this.clock.now();
+      d = decide(this.state, { results, units }, now, policy);
+      if (d.next.kind !== 'need') break;
+      if (round > 5) throw new Error(`decide kept asking for unit facts: ${d.next.units.join(', ')}`);
+      for (const u of d.next.units) units[u] = await readUnitFacts(this.deps.host, u);
+    }
+    if (d.next.kind === 'act' && d.next.action.step === 'drain-reboot' && this.bootId) {
+      const id = d.next.action.id;
+      d.next.action.bootId = this.bootId;
+      const rec = d.state.actions.find((a) => a.id === id);
+      if (rec) rec.bootId = this.bootId;
+    }
+    if (JSON.stringify(d.state) !== JSON.stringify(this.state)) {
+      try {
+        await this.store.save(d.state);
+      } catch (e) {
+        // Acting without a durable intent could repeat the action after a crash: do nothing now.
+        this.lastError = `cannot write ${this.store.path}: ${(e as Error).message}`;
+        this.logger.error({ err: e, stateFile: this.store.path }, 'cannot persist remediation state; taking no action');
+        return;
+      }
+    }
+    this.state = d.state;
+    this.lastError = null;
+    for (const r of d.recorded) if (r.action) this.deps.recordAction(r.action, 'skipped');
+    this.log(d);
+    const next = d.next;
+    this.nextDecisionAt = next.kind === 'wait' ? next.until : null;
+    this.waitingFor = next.kind === 'wait' || next.kind === 'none' ? next.why : null;
+    if (next.kind === 'act') {
+      const action = next.action;
+      this.inflight = this.carryOut(action).finally(() => {
+        this.inflight = null;
+      });
+    } else if (next.kind === 'wait' && next.until !== null) {
+      this.schedule(next.until);
+    }
+  }
+
+  private log(d: Decision): void {
+    const n = d.next;
+    const fields: Record<string, unknown> = {
+      episodeId: d.log.episodeId,
+      step: d.log.step,
+      decision: n.kind,
+      ...(d.log.events.length ? { events: d.log.events } : {}),
+      ...(n.kind === 'wait' ? { until: iso(n.until), why: n.why } : {}),
+      ...(n.kind === 'none' ? { why: n.why } : {}),
+      ...(n.kind === 'act' ? { action: n.action.action, unit: n.action.unit, mode: n.action.mode, reason: n.action.reason } : {}),
+    };
+    this.logger[d.log.level](fields, d.log.msg);
+  }
+
+  /** A timer at the next deadline: run the trigger checks then (if the agent can) and decide. */
+  private schedule(until: number): void {
+    clearTimeout(this.timer);
+    if (!this.deps.requestSweep || this.stopped) return;
+    const delay = Math.max(0, until - this.clock.now()) + 20;
+    this.timer = setTimeout(() => void this.onTimer(), Math.min(delay, 2 ** 31 - 1));
+    this.timer.unref();
+  }
+
+  private async onTimer(): Promise<void> {
+    if (this.stopped || !this.deps.requestSweep) return;
+    try {
+      // Not under the decision queue: the agent's sweep may be running and waiting for afterSweep.
+      const fresh = await this.deps.requestSweep(this.policy().triggers);
+      if (this.stopped) return;
+      for (const r of fresh) this.latest.set(r.check, r);
+    } catch (e) {
+      this.logger.warn({ err: e }, 'requested sweep failed; judging on the next scheduled sweep');
+      return;
+    }
+    await this.decideNow();
+  }
+
+  private async carryOut(a: ActionRecord): Promise<void> {
+    let outcome: ActionOutcome;
+    try {
+      outcome = await this.execute(a);
+    } catch (e) {
+      outcome = { result: 'failure', detail: `${a.step} failed: ${(e as Error).message}`, at: this.clock.now() };
+    }
+    await this.serial(async () => {
+      if (this.stopped && this.abandoned) return;
+      const next = applyOutcome(this.state, a.id, outcome, this.policy());
+      try {
+        await this.store.save(next);
+      } catch (e) {
+        // Kept in memory; if the agent dies before a later save, the next start judges the intent.
+        this.lastError = `cannot write ${this.store.path}: ${(e as Error).message}`;
+        this.logger.error({ err: e, stateFile: this.store.path }, 'cannot persist an action outcome');
+      }
+      this.state = next;
+      if (a.action) this.deps.recordAction(a.action, outcome.result);
+      const level = outcome.result === 'failure' ? 'error' : outcome.result === 'skipped' ? 'warn' : 'info';
+      const ep = next.episode;
+      this.logger[level](
+        { episodeId: a.episodeId, step: a.step, action: a.action, unit: a.unit, mode: a.mode, result: outcome.result, detail: outcome.detail, judgeAt: iso(ep?.judgeAt) },
+        `${a.step}: ${outcome.result}`,
+      );
+      if (ep?.state === 'active' && ep.judgeAt !== null) {
+        this.nextDecisionAt = ep.judgeAt;
+        this.waitingFor = `settling after ${a.step}`;
+        this.schedule(ep.judgeAt);
+      }
+    });
+  }
+
+  private async execute(a: ActionRecord): Promise<ActionOutcome> {
+    const at = (o: { result: ActionOutcome['result']; detail: string }): ActionOutcome => ({ ...o, at: this.clock.now() });
+    if (a.step === 'drain-reboot') {
+      const r = await this.rebooter.requestDrainReboot({ episodeId: a.episodeId, reason: a.reason, dryRun: a.mode === 'dry-run' });
+      return at(r);
+    }
+    if (!a.unit) return at({ result: 'skipped', detail: 'nothing to restart' });
+    if (a.mode === 'dry-run') return at({ result: 'dry_run', detail: `dry-run: would run systemctl restart ${a.unit}` });
+    return at(await restartUnit(this.deps.host, a.unit, { timeoutMs: this.commandTimeoutMs }));
+  }
+
+  status(): Record<string, unknown> {
+    const now = this.clock.now();
+    const s = this.state;
+    const policy = this.policy();
+    const ep = s.episode;
+    const used = (times: number[], window: number): number => times.filter((t) => now - t < window).length;
+    const restartsUsed: Record<string, number> = {};
+    for (const [unit, times] of Object.entries(s.budgets.restarts)) restartsUsed[unit] = used(times, 3_600_000);
+    return {
+      mode: policy.mode,
+      paused: pauseActive(this.pause, now),
+      pause: this.pause ? { since: iso(this.pause.since), until: iso(this.pause.until), reason: this.pause.reason, ...(this.pause.error ? { error: this.pause.error } : {}) } : null,
+      episode: ep
+        ? {
+            id: ep.id,
+            trigger: ep.trigger,
+            triggers: ep.triggers,
+            reason: ep.reason,
+            startedAt: iso(ep.startedAt),
+            step: ep.ladder[Math.min(ep.stepIndex, ep.ladder.length - 1)] ?? null,
+            stepStartedAt: iso(ep.stepStartedAt),
+            phase: ep.phase,
+            nextDecisionAt: ep.state === 'active' ? iso(ep.judgeAt ?? this.nextDecisionAt) : null,
+            state: ep.state,
+            ...(ep.endedAt !== undefined ? { endedAt: iso(ep.endedAt), endReason: ep.endReason } : {}),
+          }
+        : null,
+      waitingFor: this.waitingFor,
+      nextDecisionAt: iso(this.nextDecisionAt),
+      pending: Object.fromEntries(Object.entries(s.problemSince).map(([t, since]) => [t, { problemSince: iso(since), graceEndsAt: iso(since + policy.graceMs) }])),
+      exhausted: s.latch ? { episodeId: s.latch.episodeId, since: iso(s.latch.since), waitingForOk: s.latch.triggers } : null,
+      rebootRequested: s.rebootRequest !== null,
+      rebootRequest: s.rebootRequest ? { ...s.rebootRequest, at: iso(s.rebootRequest.at) } : null,
+      budgets: {
+        restartsPerHour: { limit: policy.restartsPerHour, used: restartsUsed },
+        rebootsPerDay: { limit: policy.rebootsPerDay, used: used(s.budgets.reboots, 86_400_000), noRebootBefore: iso(s.budgets.noRebootBefore) },
+      },
+      recentActions: s.actions
+        .slice(-STATUS_ACTIONS)
+        .reverse()
+        .map((a) => ({
+          id: a.id,
+          episodeId: a.episodeId,
+          step: a.step,
+          action: a.action,
+          ...(a.unit ? { unit: a.unit } : {}),
+          mode: a.mode,
+          at: iso(a.intentAt),
+          reason: a.reason,
+          result: a.outcome?.result ?? 'in_progress',
+          ...(a.outcome ? { detail: a.outcome.detail, finishedAt: iso(a.outcome.at), ...(a.outcome.inferred ? { inferred: true } : {}) } : {}),
+        })),
+      stateFile: this.store.path,
+      ...(this.lastError ? { error: this.lastError } : {}),
+    };
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const inflight = this.inflight;
+    if (inflight) {
+      let timer: NodeJS.Timeout | undefined;
+      const gaveUp = await Promise.race([
+        inflight.then(() => false),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(true), this.commandTimeoutMs + STOP_GRACE_MS);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (gaveUp) {
+        // Its intent is on disk; the next start judges it. This instance must not write after that.
+        this.abandoned = true;
+        this.logger.warn('stopping with a remediation action still in flight; the next start will judge it');
+      }
+    }
+    await this.queue;
+  }
+}
+
+/** The remediation component the agent runs. Throws ConfigError for an inconsistent `remediation` section. */
+export function createRemediator(deps: RemediatorDeps): Remediator {
+  return new LadderRemediator(deps);
 }

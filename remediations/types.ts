@@ -51,7 +51,7 @@ export interface UnitFacts {
    * When the unit last entered `active` (ms since the epoch), or null if it never has since boot.
    * The "recently started" guard and the judgment of an interrupted restart compare against it.
    */
-  activeEnterMs: number | null;
+  lastStartMs: number | null;
 }
 
 /** Operator pause written by `nodemedic pause` into `stateDir/pause.json`. */

@@ -61,7 +61,7 @@ function sweep(at: number, over: Statuses = {}, dockerEvidence: Record<string, u
   });
 }
 
-const oldUnit = (): UnitFacts => ({ loadState: 'loaded', activeState: 'active', activeEnterMs: T0 - 24 * HOUR });
+const oldUnit = (): UnitFacts => ({ loadState: 'loaded', activeState: 'active', lastStartMs: T0 - 24 * HOUR });
 const UNITS = { kubelet: oldUnit(), docker: oldUnit(), containerd: oldUnit() };
 
 /**
@@ -366,7 +366,7 @@ t.test('table: single decisions', async (t) => {
       name: 'kubelet unit not found: skipped',
       setup: () => {
         const sim = simAtEpisodeStart();
-        sim.units.kubelet = { loadState: 'not-found', activeState: 'inactive', activeEnterMs: null };
+        sim.units.kubelet = { loadState: 'not-found', activeState: 'inactive', lastStartMs: null };
         return sim;
       },
       over: PLEG_BAD,
@@ -376,7 +376,7 @@ t.test('table: single decisions', async (t) => {
       name: 'kubelet started less than settle ago (systemd Restart=): deferred until it has been up for settle',
       setup: () => {
         const sim = simAtEpisodeStart();
-        sim.units.kubelet = { loadState: 'loaded', activeState: 'active', activeEnterMs: T0 + 30 * S };
+        sim.units.kubelet = { loadState: 'loaded', activeState: 'active', lastStartMs: T0 + 30 * S };
         return sim;
       },
       over: PLEG_BAD,
@@ -605,7 +605,7 @@ t.test('a containerd that is not installed does not block recovery on a docker n
 t.test('deferral: a unit restarted by someone else', async (t) => {
   await t.test('once: judged after it has been up for settle, then restarted if still failing', async (t) => {
     const sim = simAtEpisodeStart();
-    sim.units.kubelet = { loadState: 'loaded', activeState: 'active', activeEnterMs: T0 + 30 * S };
+    sim.units.kubelet = { loadState: 'loaded', activeState: 'active', lastStartMs: T0 + 30 * S };
     t.match(sim.tick(PLEG_BAD).next, { kind: 'wait', until: T0 + 150 * S });
     sim.advance(MIN);
     t.match(sim.tick(PLEG_BAD).next, { kind: 'wait', until: T0 + 150 * S });
@@ -614,7 +614,7 @@ t.test('deferral: a unit restarted by someone else', async (t) => {
   });
   await t.test('once, and the restart cured it: recovered with no action', async (t) => {
     const sim = simAtEpisodeStart();
-    sim.units.kubelet = { loadState: 'loaded', activeState: 'active', activeEnterMs: T0 + 30 * S };
+    sim.units.kubelet = { loadState: 'loaded', activeState: 'active', lastStartMs: T0 + 30 * S };
     sim.tick(PLEG_BAD);
     sim.advance(90 * S);
     t.match(sim.tick().next, { kind: 'none', why: 'recovered' });
@@ -623,10 +623,10 @@ t.test('deferral: a unit restarted by someone else', async (t) => {
   });
   await t.test('again (a restart loop): skipped, judged after settle, the next step follows', async (t) => {
     const sim = simAtEpisodeStart();
-    sim.units.kubelet = { loadState: 'loaded', activeState: 'active', activeEnterMs: T0 + 30 * S };
+    sim.units.kubelet = { loadState: 'loaded', activeState: 'active', lastStartMs: T0 + 30 * S };
     sim.tick(PLEG_BAD);
     sim.advance(90 * S);
-    sim.units.kubelet = { loadState: 'loaded', activeState: 'active', activeEnterMs: T0 + 140 * S };
+    sim.units.kubelet = { loadState: 'loaded', activeState: 'active', lastStartMs: T0 + 140 * S };
     const d = sim.tick(PLEG_BAD);
     t.match(d.next, { kind: 'wait', until: T0 + 140 * S + 2 * MIN });
     t.match(d.recorded[0], { action: 'restart_kubelet', outcome: { result: 'skipped', detail: /again: it is being restarted by something else/ } });
@@ -731,9 +731,9 @@ t.test('judgeInterrupted: an intent without outcome is judged, never repeated', 
   const base: ActionRecord = { id: 'e/1', episodeId: 'e', step: 'restart-kubelet', action: 'restart_kubelet', unit: 'kubelet', mode: 'enforce', intentAt: T0, reason: 'x' };
   const now = T0 + 5 * MIN;
   const cases: [string, ActionRecord, UnitFacts | { error: string } | undefined, string | undefined, string, RegExp][] = [
-    ['unit started after the intent: it happened', base, { loadState: 'loaded', activeState: 'active', activeEnterMs: T0 + 40 }, undefined, 'success', /entered active at .* after the restart was ordered/],
-    ['unit started before the intent: it did not', base, { loadState: 'loaded', activeState: 'active', activeEnterMs: T0 - 1 }, undefined, 'failure', /stopped before the restart of kubelet took effect.*not repeated/],
-    ['unit never active since', base, { loadState: 'loaded', activeState: 'failed', activeEnterMs: null }, undefined, 'failure', /it is failed/],
+    ['unit started after the intent: it happened', base, { loadState: 'loaded', activeState: 'active', lastStartMs: T0 + 40 }, undefined, 'success', /entered active at .* after the restart was ordered/],
+    ['unit started before the intent: it did not', base, { loadState: 'loaded', activeState: 'active', lastStartMs: T0 - 1 }, undefined, 'failure', /stopped before the restart of kubelet took effect.*not repeated/],
+    ['unit never active since', base, { loadState: 'loaded', activeState: 'failed', lastStartMs: null }, undefined, 'failure', /it is failed/],
     ['unit state unreadable', base, { error: 'timeout' }, undefined, 'failure', /cannot be read \(timeout\)/],
     ['reboot: boot id changed', { ...base, step: 'drain-reboot', action: 'reboot', bootId: 'a' }, undefined, 'b', 'success', /rebooted \(boot id a -> b\)/],
     ['reboot: same boot', { ...base, step: 'drain-reboot', action: 'reboot', bootId: 'a' }, undefined, 'a', 'failure', /did not reboot/],

@@ -1,0 +1,208 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Ajv } from 'ajv';
+import type { Logger } from 'pino';
+import { STEP_NAMES } from './config.js';
+import { emptyState } from './decide.js';
+import { moveAside, writeFileAtomic } from './atomic-file.js';
+import type { LadderState } from './types.js';
+
+export const STATE_FILE = 'state.json';
+/** After a corrupt state file, no reboot request for this long: the budget history is gone. */
+export const CORRUPT_REBOOT_HOLD_MS = 24 * 3_600_000;
+
+const ms = { type: 'number', minimum: 0 } as const;
+const msOrNull = { anyOf: [ms, { type: 'null' }] } as const;
+const step = { enum: STEP_NAMES } as const;
+const mode = { enum: ['dry-run', 'enforce'] } as const;
+const result = { enum: ['success', 'failure', 'dry_run', 'skipped'] } as const;
+const strList = { type: 'array', items: { type: 'string' } } as const;
+
+/** The shape of `state.json` version 1; anything else is treated as corrupt. */
+const stateSchema = {
+  type: 'object',
+  required: ['version', 'seq', 'problemSince', 'episode', 'latch', 'budgets', 'liveRestore', 'rebootRequest', 'actions'],
+  additionalProperties: false,
+  properties: {
+    version: { const: 1 },
+    seq: { type: 'integer', minimum: 0 },
+    problemSince: { type: 'object', additionalProperties: ms },
+    episode: {
+      anyOf: [
+        { type: 'null' },
+        {
+          type: 'object',
+          required: ['id', 'mode', 'trigger', 'reason', 'triggers', 'startedAt', 'ladder', 'stepIndex', 'phase', 'stepStartedAt', 'judgeAt', 'deferred', 'state'],
+          additionalProperties: false,
+          properties: {
+            id: { type: 'string', minLength: 1 },
+            mode,
+            trigger: { type: 'string' },
+            reason: { type: 'string' },
+            triggers: strList,
+            startedAt: ms,
+            ladder: { type: 'array', items: step },
+            stepIndex: { type: 'integer', minimum: 0 },
+            phase: { enum: ['due', 'acting', 'settling', 'deferred'] },
+            stepStartedAt: msOrNull,
+            judgeAt: msOrNull,
+            deferred: { anyOf: [step, { type: 'null' }] },
+            state: { enum: ['active', 'recovered', 'exhausted', 'abandoned'] },
+            endedAt: ms,
+            endReason: { type: 'string' },
+          },
+        },
+      ],
+    },
+    latch: {
+      anyOf: [
+        { type: 'null' },
+        {
+          type: 'object',
+          required: ['episodeId', 'triggers', 'since'],
+          additionalProperties: false,
+          properties: { episodeId: { type: 'string' }, triggers: strList, since: ms },
+        },
+      ],
+    },
+    budgets: {
+      type: 'object',
+      required: ['restarts', 'reboots', 'noRebootBefore'],
+      additionalProperties: false,
+      properties: {
+        restarts: { type: 'object', additionalProperties: { type: 'array', items: ms } },
+        reboots: { type: 'array', items: ms },
+        noRebootBefore: msOrNull,
+      },
+    },
+    liveRestore: {
+      anyOf: [
+        { type: 'null' },
+        {
+          type: 'object',
+          required: ['enabled', 'observedAt'],
+          additionalProperties: false,
+          properties: { enabled: { type: 'boolean' }, observedAt: ms },
+        },
+      ],
+    },
+    rebootRequest: {
+      anyOf: [
+        { type: 'null' },
+        {
+          type: 'object',
+          required: ['episodeId', 'at', 'reason', 'result', 'detail'],
+          additionalProperties: false,
+          properties: { episodeId: { type: 'string' }, at: ms, reason: { type: 'string' }, result, detail: { type: 'string' } },
+        },
+      ],
+    },
+    actions: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['id', 'episodeId', 'step', 'action', 'mode', 'intentAt', 'reason'],
+        additionalProperties: false,
+        properties: {
+          id: { type: 'string' },
+          episodeId: { type: 'string' },
+          step,
+          action: { enum: ['restart_kubelet', 'restart_docker', 'restart_containerd', 'cordon', 'drain', 'reboot', 'uncordon', null] },
+          unit: { type: 'string' },
+          mode,
+          intentAt: ms,
+          bootId: { type: 'string' },
+          reason: { type: 'string' },
+          outcome: {
+            type: 'object',
+            required: ['result', 'detail', 'at'],
+            additionalProperties: false,
+            properties: { result, detail: { type: 'string' }, at: ms, inferred: { type: 'boolean' } },
+          },
+        },
+      },
+    },
+  },
+} as const;
+
+let validator: ReturnType<Ajv['compile']> | undefined;
+function validate(data: unknown): string | null {
+  validator ??= new Ajv({ allErrors: false, strict: true, allowUnionTypes: true }).compile(stateSchema);
+  if (validator(data)) return null;
+  const e = validator.errors?.[0];
+  return `${e?.instancePath || '(top level)'} ${e?.message ?? 'invalid'}`;
+}
+
+/** Parses and checks a state file's text; throws an Error saying what is wrong. */
+export function parseState(text: string): LadderState {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (e) {
+    throw new Error(`not JSON: ${(e as Error).message}`);
+  }
+  const problem = validate(data);
+  if (problem) throw new Error(`not a version 1 ladder state: ${problem}`);
+  return data as LadderState;
+}
+
+export interface LoadedState {
+  state: LadderState;
+  /** Set when the file was corrupt: where it was kept, and what was wrong. */
+  corrupt?: { keptAt: string; error: string };
+}
+
+/**
+ * The ladder's persistent state in `<stateDir>/state.json`. Every save is atomic (temporary file,
+ * fsync, rename, fsync of the directory) and saves are serialized, so the file always holds one
+ * complete state.
+ */
+export class StateStore {
+  readonly path: string;
+  private chain: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    readonly dir: string,
+    private readonly logger: Logger,
+  ) {
+    this.path = join(dir, STATE_FILE);
+  }
+
+  /**
+   * Reads the state. A missing file is a fresh state. A corrupt one (bad JSON, wrong shape, another
+   * version) is renamed to `state.json.corrupt-<time>` for inspection and replaced by a conservative
+   * state: no reboot request for 24 hours, since the budget history is lost. That is logged as an error.
+   */
+  async load(now: number): Promise<LoadedState> {
+    let text: string;
+    try {
+      text = await readFile(this.path, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { state: emptyState() };
+      throw new Error(`cannot read ${this.path}: ${(e as Error).message}`);
+    }
+    try {
+      return { state: parseState(text) };
+    } catch (e) {
+      const error = (e as Error).message;
+      const keptAt = `${this.path}.corrupt-${new Date(now).toISOString().replace(/[:.]/g, '-')}`;
+      await moveAside(this.path, keptAt);
+      const state = emptyState();
+      state.budgets.noRebootBefore = now + CORRUPT_REBOOT_HOLD_MS;
+      await this.save(state);
+      this.logger.error(
+        { stateFile: this.path, keptAt, error, noRebootBefore: new Date(state.budgets.noRebootBefore).toISOString() },
+        'remediation state file is corrupt: kept aside, replaced by a conservative state (no reboot request for 24h)',
+      );
+      return { state, corrupt: { keptAt, error } };
+    }
+  }
+
+  /** Atomically replaces the state file; resolves once it is durable. */
+  save(state: LadderState): Promise<void> {
+    const text = JSON.stringify(state, null, 1) + '\n';
+    const run = this.chain.then(() => writeFileAtomic(this.path, text));
+    this.chain = run.catch(() => {});
+    return run;
+  }
+}

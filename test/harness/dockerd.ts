@@ -33,7 +33,7 @@ export interface DockerdHarnessOptions extends DockerdFlags {
   readyTimeoutMs?: number;
 }
 
-export interface DockerdHandle {
+export interface DockerdHandle extends DockerClient {
   pid: number;
   socket: string;
   dataRoot: string;
@@ -45,15 +45,6 @@ export interface DockerdHandle {
   resume(): void;
   /** SIGKILL dockerd and wait: its socket file stays behind, like a crashed daemon. */
   crash(): Promise<void>;
-  /** Imports the busybox-static rootfs as an image; returns its reference. Cached. */
-  importBusybox(): Promise<string>;
-  /** Creates and starts a container (default `sleep 3600`, no network); returns its id. */
-  runContainer(cmd?: string[]): Promise<string>;
-  containerRunning(id: string): Promise<boolean>;
-  /** The container's init process on the host (0 when not running). */
-  containerPid(id: string): Promise<number>;
-  /** One Engine API call, for anything else a test needs. Rejects on timeout or a non-2xx answer. */
-  api(method: string, path: string, body?: unknown, timeoutMs?: number): Promise<unknown>;
   /** Removes containers, stops dockerd and whatever it started, unmounts and removes its directory. Idempotent. */
   stop(): Promise<void>;
 }
@@ -180,6 +171,48 @@ export function dockerApi(socket: string, method: string, path: string, body?: u
   });
 }
 
+/** What tests do with a running dockerd, whoever started it (`startDockerd`, or systemd from `prepareDockerd`'s unit). */
+export interface DockerClient {
+  /** Imports the busybox-static rootfs as an image; returns its reference. Cached. */
+  importBusybox(): Promise<string>;
+  /** Creates and starts a container (default `sleep 3600`, no network); returns its id. */
+  runContainer(cmd?: string[]): Promise<string>;
+  containerRunning(id: string): Promise<boolean>;
+  /** The container's init process on the host (0 when not running). */
+  containerPid(id: string): Promise<number>;
+  /** One Engine API call, for anything else a test needs. Rejects on timeout or a non-2xx answer. */
+  api(method: string, path: string, body?: unknown, timeoutMs?: number): Promise<unknown>;
+}
+
+export function dockerClient(paths: DockerdPaths): DockerClient {
+  const api = (method: string, path: string, body?: unknown, timeoutMs?: number) => dockerApi(paths.socket, method, path, body, timeoutMs);
+  let image: Promise<string> | undefined;
+  const importBusybox = () =>
+    (image ??= (async () => {
+      const tar = await readFile(await buildBusyboxTar(paths.dir));
+      const [repo, tag] = BUSYBOX_IMAGE.split(':') as [string, string];
+      const out = await api('POST', `/images/create?fromSrc=-&repo=${repo}&tag=${tag}`, tar, 60_000);
+      if (typeof out === 'object' && out && 'error' in out) throw new Error(`docker import failed: ${JSON.stringify(out)}`);
+      return BUSYBOX_IMAGE;
+    })().catch((e: unknown) => {
+      image = undefined;
+      throw e;
+    }));
+  const inspect = async (id: string) => (await api('GET', `/containers/${id}/json`, undefined, 10_000)) as { State?: { Running?: boolean; Pid?: number } };
+  return {
+    importBusybox,
+    async runContainer(cmd = ['sleep', '3600']) {
+      const img = await importBusybox();
+      const created = (await api('POST', '/containers/create', { Image: img, Cmd: cmd, HostConfig: { NetworkMode: 'none' } }, 30_000)) as { Id: string };
+      await api('POST', `/containers/${created.Id}/start`, undefined, 30_000);
+      return created.Id;
+    },
+    containerRunning: async (id) => (await inspect(id)).State?.Running === true,
+    containerPid: async (id) => (await inspect(id)).State?.Pid ?? 0,
+    api,
+  };
+}
+
 /**
  * Starts a private dockerd and waits until `GET /_ping` answers. The caller must `stop()` it
  * (t.teardown). If a system containerd is running at /run/containerd, dockerd would silently use
@@ -237,17 +270,7 @@ export async function startDockerd(opts: DockerdHarnessOptions = {}): Promise<Do
     throw e;
   }
 
-  let image: Promise<string> | undefined;
-  const importBusybox = () =>
-    (image ??= (async () => {
-      const tar = await readFile(await buildBusyboxTar(paths.dir));
-      const [repo, tag] = BUSYBOX_IMAGE.split(':') as [string, string];
-      const out = await api('POST', `/images/create?fromSrc=-&repo=${repo}&tag=${tag}`, tar, 60_000);
-      if (typeof out === 'object' && out && 'error' in out) throw new Error(`docker import failed: ${JSON.stringify(out)}`);
-      return BUSYBOX_IMAGE;
-    })());
-
-  const inspect = async (id: string) => (await api('GET', `/containers/${id}/json`, undefined, 10_000)) as { State?: { Running?: boolean; Pid?: number } };
+  const client = dockerClient(paths);
 
   return {
     pid: d.pid,
@@ -262,16 +285,7 @@ export async function startDockerd(opts: DockerdHarnessOptions = {}): Promise<Do
       process.kill(d.pid, 'SIGKILL');
       await d.exited;
     },
-    importBusybox,
-    async runContainer(cmd = ['sleep', '3600']) {
-      const img = await importBusybox();
-      const created = (await api('POST', '/containers/create', { Image: img, Cmd: cmd, HostConfig: { NetworkMode: 'none' } }, 30_000)) as { Id: string };
-      await api('POST', `/containers/${created.Id}/start`, undefined, 30_000);
-      return created.Id;
-    },
-    containerRunning: async (id) => (await inspect(id)).State?.Running === true,
-    containerPid: async (id) => (await inspect(id)).State?.Pid ?? 0,
-    api,
+    ...client,
     stop,
   };
 }

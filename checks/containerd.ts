@@ -18,7 +18,8 @@ export const CONTAINERD_VERSION_METHOD = '/containerd.services.version.v1.Versio
  * - `ContainerdHung` (problem): connected (or not even that) but no answer within `timeout`, or the
  *   previous probe is still pending.
  * - `ContainerdDown` (problem): see `absentDaemonFinding`.
- * - `NotInstalled`, `NotRunning`, `SocketError`, `UnexpectedResponse` (unknown).
+ * - `NotInstalled`, `NotRunning`, `SocketError`, `UnexpectedResponse` (unknown); `CheckAborted` (unknown)
+ *   when the scheduler's own deadline aborted the probe.
  *
  * The probe speaks gRPC itself (HTTP/2 over the unix socket) rather than running `ctr`: no
  * subprocess per sweep, no dependency on ctr being in the agent's image, and the deadline is ours.

@@ -19,7 +19,8 @@ export interface DockerOptions extends BaseCheckOptions {
  *   answer came within `timeout`, or the previous probe is still pending.
  * - `DockerDown` (problem): see `absentDaemonFinding` (socket refused or missing while the unit runs,
  *   is enabled or failed; or a stale socket with no unit).
- * - `NotInstalled`, `NotRunning`, `SocketError`, `UnexpectedResponse` (unknown).
+ * - `NotInstalled`, `NotRunning`, `SocketError`, `UnexpectedResponse` (unknown); `CheckAborted` (unknown)
+ *   when the scheduler's own deadline aborted the probe.
  */
 export const dockerCheck: CheckDefinition<DockerOptions> = {
   id: 'docker',

@@ -18,9 +18,36 @@ export function unitFactsFrom(q: UnitQueryResult): UnitFacts | { error: string }
   return { loadState: u.loadState, activeState: u.activeState, lastStartMs: starts.length ? Math.max(...starts) : null };
 }
 
-export async function readUnitFacts(host: Host, unit: string, timeoutMs = UNIT_QUERY_TIMEOUT_MS): Promise<UnitFacts | { error: string }> {
-  return unitFactsFrom(await showUnit(host, unit, timeoutMs));
+/**
+ * Settles with `fallback` if `p` has not settled `ms` after the call. Killing `nsenter` (the usual
+ * host prefix) at a timeout does not kill the command it forked inside the namespace, and the
+ * command keeps the output pipes open, so a host command's own timeout is not a bound on its own.
+ */
+export function within<T>(p: Promise<T>, ms: number, fallback: () => T): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<T>((resolve) => {
+    timer = setTimeout(() => resolve(fallback()), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
+
+/** The unit's facts, or why they could not be read; always within `timeoutMs` plus a second. */
+export async function readUnitFacts(host: Host, unit: string, timeoutMs = UNIT_QUERY_TIMEOUT_MS): Promise<UnitFacts | { error: string }> {
+  return within(
+    showUnit(host, unit, timeoutMs).then(unitFactsFrom),
+    timeoutMs + 1000,
+    () => ({ error: `systemctl show ${unit} did not answer within ${formatDuration(timeoutMs)}` }),
+  );
+}
+
+/**
+ * `timeout(1)` in front of a host command, so that the command itself is killed on the node's side
+ * when it overruns: through `nsenter`, killing the local process would leave it running.
+ */
+export function boundedArgv(argv: readonly string[], timeoutMs: number): string[] {
+  return ['timeout', '--kill-after=1s', `${Math.max(1, timeoutMs) / 1000}s`, ...argv];
+}
+const TIMEOUT_EXIT = new Set([124, 137]);
 
 export interface RestartOutcome {
   result: 'success' | 'failure';
@@ -45,16 +72,22 @@ const SETTLING_STATES = new Set(['activating', 'reloading', 'deactivating']);
 export async function restartUnit(host: Host, unit: string, opts: RestartOptions): Promise<RestartOutcome> {
   const started = host.clock.now();
   const deadline = started + opts.timeoutMs;
-  const r = await host.run(['systemctl', 'restart', '--', unit], { timeoutMs: opts.timeoutMs, killAfterMs: 2000, maxOutputBytes: 64 * 1024 });
-  if (r.timedOut) return { result: 'failure', detail: `systemctl restart ${unit} did not finish within ${formatDuration(opts.timeoutMs)}` };
-  if (r.notFound) return { result: 'failure', detail: `systemctl restart ${unit} could not run: ${r.argv[0]} is not installed` };
+  const timedOut = { exitCode: undefined, stdout: '', stderr: '', timedOut: true, notFound: false, outputCapped: false, argv: [] };
+  const r = await within(
+    host.run(boundedArgv(['systemctl', 'restart', '--', unit], opts.timeoutMs), { timeoutMs: opts.timeoutMs + 3000, killAfterMs: 1000, maxOutputBytes: 64 * 1024 }),
+    opts.timeoutMs + 5000,
+    () => timedOut,
+  );
+  if (r.timedOut || (r.exitCode !== undefined && TIMEOUT_EXIT.has(r.exitCode))) return { result: 'failure', detail: `systemctl restart ${unit} did not finish within ${formatDuration(opts.timeoutMs)}` };
+  if (r.notFound || r.exitCode === 127) return { result: 'failure', detail: `systemctl restart ${unit} could not run: ${r.notFound ? r.argv[0] : 'timeout or systemctl'} is not installed` };
   if (r.exitCode !== 0) {
     const why = (r.stderr.trim().split('\n')[0] || r.error || `exit code ${String(r.exitCode)}`).slice(0, 300);
     return { result: 'failure', detail: `systemctl restart ${unit} failed: ${why}` };
   }
   for (;;) {
     const left = deadline - host.clock.now();
-    const q = await showUnit(host, unit, Math.max(1000, Math.min(UNIT_QUERY_TIMEOUT_MS, left)));
+    const budget = Math.max(1000, Math.min(UNIT_QUERY_TIMEOUT_MS, left));
+    const q = await within(showUnit(host, unit, budget), budget + 1000, () => ({ ok: false as const, reason: 'CommandTimeout' as const, message: `systemctl show ${unit} did not answer within ${formatDuration(budget)}` }));
     if (!q.ok) return { result: 'failure', detail: `${unit} was restarted but its state cannot be read: ${q.message}` };
     const state = describeUnitState(q.unit);
     const took = formatDuration(host.clock.now() - started);

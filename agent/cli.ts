@@ -9,6 +9,7 @@ import { configOption, type CommandIO, type CommandSpec, type ParsedArgs } from 
 import { loadConfig, type Config } from './config.js';
 import { ConfigError, EXIT, UsageError } from './errors.js';
 import { createLogger } from './logger.js';
+import { SystemdNotifier, superviseWithSystemd } from './notify.js';
 import { exitCodeFor, formatTable } from './report.js';
 import { VERSION } from './version.js';
 
@@ -67,11 +68,13 @@ const run: CommandSpec = {
     const { config, source } = load();
     const logger = createLogger(config.log.level);
     const agent = new Agent({ config, configSource: source, logger });
+    // READY=1 / WATCHDOG=1 / STOPPING=1 for a Type=notify unit; a no-op without NOTIFY_SOCKET.
+    const systemd = superviseWithSystemd(agent, new SystemdNotifier({ logger }), logger);
     let stopping: Promise<void> | undefined;
     const stop = (signal: string): void => {
       if (stopping) return;
       logger.info({ signal }, 'stopping');
-      stopping = agent.stop();
+      stopping = Promise.all([systemd.stopping(), agent.stop()]).then(() => undefined);
     };
     const done = new Promise<void>((resolve) => {
       process.once('SIGTERM', () => stop('SIGTERM'));
@@ -94,6 +97,7 @@ const run: CommandSpec = {
     });
     await agent.start();
     await done;
+    systemd.close();
     logger.info('stopped');
     return EXIT.ok;
   },

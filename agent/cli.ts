@@ -6,6 +6,7 @@ import { findCheck } from '../checks/index.js';
 import type { CheckResult } from '../checks/types.js';
 import { Agent } from './agent.js';
 import { configOption, type CommandIO, type CommandSpec, type ParsedArgs } from './cli-types.js';
+import { REMEDIATION_COMMANDS } from './cli-remediation.js';
 import { loadConfig, type Config } from './config.js';
 import { ConfigError, EXIT, UsageError } from './errors.js';
 import { createLogger } from './logger.js';
@@ -169,7 +170,7 @@ const version: CommandSpec = {
 };
 
 /** Every command; other areas add theirs here. */
-export const COMMANDS: readonly CommandSpec[] = [check, run, status, config, version];
+export const COMMANDS: readonly CommandSpec[] = [check, run, status, config, version, ...REMEDIATION_COMMANDS];
 
 function help(): string {
   const w = Math.max(...COMMANDS.map((c) => c.name.length));

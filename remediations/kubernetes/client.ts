@@ -47,6 +47,8 @@ export interface KubeApi {
   /** PUT; the lease's `metadata.resourceVersion` makes it conditional (409 when stale). */
   replaceLease(namespace: string, name: string, lease: V1Lease): Promise<V1Lease>;
   createEvent(namespace: string, event: CoreV1Event): Promise<void>;
+  /** Events of one namespace matching a field selector (e.g. `involvedObject.kind=Pod,involvedObject.name=x`), following `continue` pages. */
+  listEvents(namespace: string, fieldSelector: string): Promise<CoreV1Event[]>;
 }
 
 export interface KubeAccess {
@@ -178,8 +180,46 @@ export async function connectKubernetes(kubeconfig: string, opts: ConnectOptions
     async createEvent(namespace, body) {
       await call(`create event ${body.reason ?? ''}`, () => core.createNamespacedEvent({ namespace, body }));
     },
+    async listEvents(namespace, fieldSelector) {
+      const out: CoreV1Event[] = [];
+      let cont: string | undefined;
+      do {
+        const page = await call(`list events in ${namespace} (${fieldSelector})`, () =>
+          core.listNamespacedEvent({ namespace, fieldSelector, limit: pageSize, ...(cont ? { _continue: cont } : {}) }),
+        );
+        out.push(...page.items);
+        cont = page.metadata?._continue || undefined;
+      } while (cont);
+      return out;
+    },
   };
   return { source, api };
+}
+
+/** Kubernetes access resolved on first use and then shared by its users (the cluster-view checks). */
+export interface KubeAccessSource {
+  /**
+   * The access, connecting on the first call; undefined when none is configured. Rejects (with a
+   * message naming `kubernetes.kubeconfig`) when the configured access is unusable; a later call tries again.
+   */
+  get(): Promise<KubeAccess | undefined>;
+}
+
+/**
+ * A `KubeAccessSource` for `kubernetes.kubeconfig`. Nothing is read or loaded until `get()`, so that
+ * `nodemedic check --only disk` never pays for client-node; a config reload makes a new one.
+ */
+export function lazyKubeAccess(kubeconfig: string, opts: ConnectOptions = {}): KubeAccessSource {
+  let pending: Promise<KubeAccess | undefined> | undefined;
+  return {
+    get() {
+      pending ??= connectKubernetes(kubeconfig, opts).catch((e: unknown) => {
+        pending = undefined;
+        throw e;
+      });
+      return pending;
+    },
+  };
 }
 
 /** Maps client-node's ApiException (body: the Status JSON text) and transport errors to KubeApiError. */

@@ -1,0 +1,131 @@
+/**
+ * Node conditions on `nodes/status`, named as node-problem-detector names them so tools that already
+ * consume NPD conditions work: `KubeletUnhealthy`, `ContainerRuntimeUnhealthy`, plus `PLEGUnhealthy` and
+ * `RebootRequired`. Status `True` means the problem is present. Patched with a strategic merge patch:
+ * `status.conditions` merges on `type` (NodeStatus: patchStrategy merge, patchMergeKey type), so the
+ * kubelet's own conditions are untouched.
+ */
+import type { Logger } from 'pino';
+import type { Clock } from '../../agent/clock.js';
+import type { CheckResult } from '../../checks/types.js';
+import type { KubeApi } from './client.js';
+
+export type ConditionType = 'KubeletUnhealthy' | 'ContainerRuntimeUnhealthy' | 'PLEGUnhealthy' | 'RebootRequired';
+export type ConditionStatus = 'True' | 'False' | 'Unknown';
+
+export interface DesiredCondition {
+  type: ConditionType;
+  status: ConditionStatus;
+  reason: string;
+  message: string;
+}
+
+/** What the drain-reboot side says about `RebootRequired`; undefined: nothing requested. */
+export interface RebootState {
+  required: boolean;
+  reason: string;
+  message: string;
+}
+
+const OK_REASON: Record<Exclude<ConditionType, 'RebootRequired'>, string> = {
+  KubeletUnhealthy: 'KubeletIsHealthy',
+  ContainerRuntimeUnhealthy: 'ContainerRuntimeIsHealthy',
+  PLEGUnhealthy: 'PLEGIsHealthy',
+};
+
+function fromResults(type: Exclude<ConditionType, 'RebootRequired'>, rs: CheckResult[]): DesiredCondition | undefined {
+  if (!rs.length) return undefined;
+  const problem = rs.find((r) => r.status === 'problem');
+  if (problem) return { type, status: 'True', reason: problem.reason, message: `${problem.check}: ${problem.message}` };
+  const ok = rs.filter((r) => r.status === 'ok');
+  // A node runs one runtime: the other's check says "not installed" (unknown), which is not a problem.
+  if (ok.length) return { type, status: 'False', reason: OK_REASON[type], message: ok.map((r) => `${r.check}: ${r.message}`).join('; ') };
+  const u = rs[0]!;
+  return { type, status: 'Unknown', reason: u.reason, message: rs.map((r) => `${r.check}: ${r.message}`).join('; ') };
+}
+
+/** The conditions to publish for the latest results; a disabled check publishes nothing. Pure. */
+export function desiredConditions(results: readonly CheckResult[], reboot: RebootState | undefined): DesiredCondition[] {
+  const by = (...ids: string[]): CheckResult[] => results.filter((r) => ids.includes(r.check));
+  const out: DesiredCondition[] = [];
+  for (const c of [
+    fromResults('KubeletUnhealthy', by('kubelet')),
+    fromResults('ContainerRuntimeUnhealthy', by('docker', 'containerd')),
+    fromResults('PLEGUnhealthy', by('pleg')),
+  ]) {
+    if (c) out.push(c);
+  }
+  out.push(
+    reboot?.required
+      ? { type: 'RebootRequired', status: 'True', reason: reboot.reason, message: reboot.message }
+      : { type: 'RebootRequired', status: 'False', reason: reboot?.reason ?? 'NoRebootRequired', message: reboot?.message ?? 'nodemedic has not requested a reboot' },
+  );
+  return out;
+}
+
+/** RFC 3339 with seconds, as metav1.Time is written. */
+export function rfc3339(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+interface Published extends DesiredCondition {
+  lastTransitionTime: string;
+}
+
+export class ConditionPublisher {
+  private published = new Map<ConditionType, Published>();
+  private lastPatch = 0;
+  private loaded = false;
+
+  constructor(
+    private readonly api: KubeApi,
+    private readonly nodeName: string,
+    private readonly clock: Clock,
+    private readonly logger: Logger,
+    /** Re-send unchanged conditions this often, so `lastHeartbeatTime` shows the agent is alive. */
+    private readonly heartbeatMs = 5 * 60_000,
+  ) {}
+
+  /** Patches when a condition changed or the heartbeat is due. Never throws; returns whether it patched. */
+  async publish(desired: readonly DesiredCondition[]): Promise<boolean> {
+    const now = this.clock.now();
+    try {
+      if (!this.loaded) await this.loadExisting();
+      const changed = desired.some((d) => {
+        const p = this.published.get(d.type);
+        return !p || p.status !== d.status || p.reason !== d.reason || p.message !== d.message;
+      });
+      if (!changed && now - this.lastPatch < this.heartbeatMs) return false;
+      const next: Published[] = desired.map((d) => {
+        const p = this.published.get(d.type);
+        return { ...d, lastTransitionTime: p && p.status === d.status ? p.lastTransitionTime : rfc3339(now) };
+      });
+      await this.api.patchNodeStatus(this.nodeName, {
+        status: { conditions: next.map((c) => ({ ...c, lastHeartbeatTime: rfc3339(now) })) },
+      });
+      for (const c of next) this.published.set(c.type, c);
+      this.lastPatch = now;
+      return true;
+    } catch (e) {
+      this.logger.warn({ err: (e as Error).message }, 'cannot publish node conditions');
+      return false;
+    }
+  }
+
+  /** Keeps the transition times already on the Node across an agent restart. */
+  private async loadExisting(): Promise<void> {
+    const node = await this.api.getNode(this.nodeName);
+    for (const c of node.status?.conditions ?? []) {
+      if (!['KubeletUnhealthy', 'ContainerRuntimeUnhealthy', 'PLEGUnhealthy', 'RebootRequired'].includes(c.type)) continue;
+      const t = c.lastTransitionTime as unknown;
+      this.published.set(c.type as ConditionType, {
+        type: c.type as ConditionType,
+        status: c.status as ConditionStatus,
+        reason: c.reason ?? '',
+        message: c.message ?? '',
+        lastTransitionTime: t instanceof Date ? rfc3339(t.getTime()) : String(t ?? rfc3339(this.clock.now())),
+      });
+    }
+    this.loaded = true;
+  }
+}

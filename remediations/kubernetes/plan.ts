@@ -1,0 +1,133 @@
+/**
+ * The drain-reboot plan on disk: written before each step that changes the node or the cluster, with
+ * fsync of the file and of its directory, so an agent killed at any point (or the reboot itself) finds
+ * on restart what was in flight and can finish or undo it.
+ */
+import { link, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+
+export type PlanPhase =
+  /** About to cordon (the plan is written first so a cordon never exists without it). */
+  | 'cordoning'
+  /** Cordoned, evicting. */
+  | 'draining'
+  /** Drained; `systemctl reboot` is being issued. */
+  | 'rebooting'
+  /** Booted again; waiting for the checks to be ok and the Node Ready. */
+  | 'recovering'
+  /** Not healthy within `recovery.timeout`: the node stays cordoned and no second reboot is tried. */
+  | 'recovery-failed';
+
+export interface RebootPlan {
+  version: 1;
+  episodeId: string;
+  reason: string;
+  /** `agent` (the ladder) or `cli` (`nodemedic reboot`). */
+  origin: 'agent' | 'cli';
+  node: string;
+  phase: PlanPhase;
+  /** `/proc/sys/kernel/random/boot_id` when the plan was made: a different one later means we rebooted. */
+  bootId: string;
+  createdAt: string;
+  updatedAt: string;
+  /** Whether the cluster is involved (false: `rebootWithoutDrain` without Kubernetes access). */
+  kubernetes: boolean;
+  lease?: { namespace: string; name: string };
+  cordon?: {
+    token: string;
+    /** False when the node was already cordoned by someone else: then it is never uncordoned by us. */
+    ours: boolean;
+    /** Who had cordoned it, when not us. */
+    preexistingBy?: string;
+  };
+  drainSummary?: string;
+  rebootIssuedAt?: string;
+  recovery?: { bootId: string; since: string; deadline: string };
+  /** Why the episode ended badly, for `recovery-failed`. */
+  failure?: string;
+}
+
+export class PlanExistsError extends Error {
+  override name = 'PlanExistsError';
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+async function writeSynced(path: string, text: string): Promise<void> {
+  const fh = await open(path, 'w', 0o600);
+  try {
+    await fh.writeFile(text, 'utf8');
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+export class PlanStore {
+  readonly path: string;
+
+  constructor(stateDir: string) {
+    this.path = join(stateDir, 'drain-reboot.json');
+  }
+
+  /** The plan, or undefined when none. A file that is not a plan is an error naming the file. */
+  async read(): Promise<RebootPlan | undefined> {
+    let text: string;
+    try {
+      text = await readFile(this.path, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+    let plan: RebootPlan;
+    try {
+      plan = JSON.parse(text) as RebootPlan;
+    } catch (e) {
+      throw new Error(`${this.path}: not valid JSON (${(e as Error).message}); move it away after checking the node's cordon by hand`);
+    }
+    if (plan?.version !== 1 || typeof plan.phase !== 'string' || typeof plan.bootId !== 'string') {
+      throw new Error(`${this.path}: not a nodemedic drain-reboot plan (version 1)`);
+    }
+    return plan;
+  }
+
+  /** Writes a new plan; fails with PlanExistsError if one exists (another run is in flight). */
+  async create(plan: RebootPlan): Promise<void> {
+    await mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
+    const tmp = `${this.path}.${process.pid}.new`;
+    await writeSynced(tmp, JSON.stringify(plan, null, 2));
+    try {
+      // link() is an atomic create-if-absent: two runs racing cannot both own the plan.
+      await link(tmp, this.path);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new PlanExistsError(`a drain-reboot is already in flight (${this.path} exists)`);
+      throw e;
+    } finally {
+      await unlink(tmp).catch(() => {});
+    }
+    await fsyncDir(dirname(this.path));
+  }
+
+  async update(plan: RebootPlan): Promise<void> {
+    const tmp = `${this.path}.${process.pid}.new`;
+    await writeSynced(tmp, JSON.stringify(plan, null, 2));
+    await rename(tmp, this.path);
+    await fsyncDir(dirname(this.path));
+  }
+
+  async remove(): Promise<void> {
+    try {
+      await unlink(this.path);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+    await fsyncDir(dirname(this.path)).catch(() => {});
+  }
+}

@@ -7,6 +7,7 @@ import type { CheckResult } from '../checks/types.js';
 import { Agent } from './agent.js';
 import { configOption, type CommandIO, type CommandSpec, type ParsedArgs } from './cli-types.js';
 import { REMEDIATION_COMMANDS } from './cli-remediation.js';
+import { KUBERNETES_COMMANDS } from './cli-kubernetes.js';
 import { loadConfig, type Config } from './config.js';
 import { ConfigError, EXIT, UsageError } from './errors.js';
 import { createLogger } from './logger.js';
@@ -170,7 +171,7 @@ const version: CommandSpec = {
 };
 
 /** Every command; other areas add theirs here. */
-export const COMMANDS: readonly CommandSpec[] = [check, run, status, config, version, ...REMEDIATION_COMMANDS];
+export const COMMANDS: readonly CommandSpec[] = [check, run, status, config, version, ...REMEDIATION_COMMANDS, ...KUBERNETES_COMMANDS];
 
 function help(): string {
   const w = Math.max(...COMMANDS.map((c) => c.name.length));

@@ -2,9 +2,11 @@
  * What the Kubernetes tests share: a fake API server with a kubeconfig file, a config per simulated
  * node, and a Host that records commands instead of running them, so no test can reboot this machine.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from 'pino';
 import { systemClock, type Clock } from '../../agent/clock.js';
 import { resolveConfig, type Config } from '../../agent/config.js';
@@ -106,6 +108,52 @@ export function agentlet(cluster: Cluster, nodeName: string, remediation: Record
     onEpisodeEnd: (e) => void ends.push(e),
   });
   return { controller, host, config, actions, ends, logs, bootId };
+}
+
+/**
+ * A config file for a real `nodemedic` process (the built CLI) acting as `nodeName` against the fake.
+ * Its host command prefix is a recorder: `systemctl reboot` only appends a line to `commandsFile`.
+ */
+export function writeNodeConfigFile(cluster: Cluster, nodeName: string, remediation: Record<string, unknown> = {}, extra: Record<string, unknown> = {}): { path: string; stateDir: string; commandsFile: string } {
+  const stateDir = join(cluster.dir, `state-${nodeName}`);
+  const commandsFile = join(cluster.dir, `commands-${nodeName}.log`);
+  const cfg = {
+    nodeName,
+    stateDir,
+    log: { level: 'debug' },
+    hostCommandPrefix: ['/bin/sh', '-c', 'printf "%s\\n" "$*" >> "$0"', commandsFile],
+    kubernetes: { kubeconfig: cluster.kubeconfig },
+    remediation: { mode: 'enforce', leaseDuration: '5s', ...remediation },
+    ...extra,
+  };
+  const path = join(cluster.dir, `config-${nodeName}.yaml`);
+  writeFileSync(path, JSON.stringify(cfg, null, 2));
+  return { path, stateDir, commandsFile };
+}
+
+/** The built CLI (`npm test` builds first). */
+export const CLI = fileURLToPath(new URL('../../dist/agent/cli.js', import.meta.url));
+
+export interface Child {
+  proc: ChildProcess;
+  output(): string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Starts `nodemedic ...args` as a real process; killed (SIGKILL) in teardown if still running. */
+export function spawnCli(t: Tap, args: readonly string[]): Child {
+  const proc = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, NODEMEDIC_CONFIG: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+  proc.stderr!.on('data', (b: Buffer) => (out += b.toString()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
+  t.teardown(async () => {
+    if (proc.exitCode === null && proc.signalCode === null) {
+      proc.kill('SIGKILL');
+      await exited;
+    }
+  });
+  return { proc, output: () => out, exited };
 }
 
 /** A check result as the agent's sweeper publishes it. */

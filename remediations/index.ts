@@ -37,6 +37,9 @@ const BOOT_ID = '/proc/sys/kernel/random/boot_id';
 const STATUS_ACTIONS = 20;
 /** On stop, how much longer than the command timeout to wait for an action in flight before abandoning it. */
 const STOP_GRACE_MS = 5000;
+/** At start, how long an interrupted restart may still be under way before it is judged anyway. */
+const INTERRUPTED_SETTLE_MAX_MS = 30_000;
+const TRANSITIONAL = new Set(['activating', 'deactivating', 'reloading']);
 
 /** The ladder's policy from the config and the current pause. */
 export function ladderPolicy(config: Config, pause: PauseState | null): LadderPolicy {
@@ -151,7 +154,7 @@ class LadderRemediator implements Remediator {
     let next = this.state;
     const outcomes: [ActionRecord, ActionOutcome][] = [];
     for (const a of pending) {
-      const facts: UnitFacts | { error: string } | undefined = a.unit && a.step !== 'drain-reboot' ? await readUnitFacts(this.deps.host, a.unit) : undefined;
+      const facts = a.unit && a.step !== 'drain-reboot' ? await this.settledFacts(a.unit) : undefined;
       const outcome = judgeInterrupted(a, facts, this.bootId, this.clock.now());
       next = applyOutcome(next, a.id, outcome, this.policy());
       outcomes.push([a, outcome]);
@@ -161,6 +164,19 @@ class LadderRemediator implements Remediator {
     for (const [a, o] of outcomes) {
       if (a.action) this.deps.recordAction(a.action, o.result);
       this.logger.warn({ episodeId: a.episodeId, step: a.step, action: a.action, unit: a.unit, result: o.result, detail: o.detail }, 'interrupted action judged after restart');
+    }
+  }
+
+  /**
+   * A unit's facts once it is no longer between states: a restart ordered just before the agent died
+   * may still be running (a slow stop), and judging it half-way would call it failed.
+   */
+  private async settledFacts(unit: string): Promise<UnitFacts | { error: string }> {
+    const deadline = this.clock.now() + Math.min(this.commandTimeoutMs, INTERRUPTED_SETTLE_MAX_MS);
+    for (;;) {
+      const f = await readUnitFacts(this.deps.host, unit);
+      if ('error' in f || !TRANSITIONAL.has(f.activeState) || this.clock.now() >= deadline) return f;
+      await new Promise((resolve) => setTimeout(resolve, 250));
     }
   }
 

@@ -7,6 +7,8 @@ import { link, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
 export type PlanPhase =
+  /** Taking the reboot Lease (the plan is written first, so a Lease is never held without it). */
+  | 'leasing'
   /** About to cordon (the plan is written first so a cordon never exists without it). */
   | 'cordoning'
   /** Cordoned, evicting. */

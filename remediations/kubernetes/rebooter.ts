@@ -236,19 +236,8 @@ export class DrainRebootController implements DrainRebooter {
       return { result: 'dry_run', detail };
     }
 
-    // ---- the reboot Lease ----
+    // ---- the plan, then the reboot Lease, then the cordon: each written down before it is taken ----
     const lease = this.lease!;
-    let leaseName: string;
-    try {
-      const got = await lease.acquire();
-      if (!got.ok) return refuse({ ok: false, guard: 'lease', detail: got.detail });
-      leaseName = got.name;
-      this.step(req, got.detail);
-    } catch (e) {
-      return refuse({ ok: false, guard: 'api', detail: `cannot take the reboot lease (${(e as Error).message})` });
-    }
-
-    // ---- the plan, then the cordon ----
     const bootId = await this.readBootId();
     const now = this.iso();
     const plan: RebootPlan = {
@@ -257,20 +246,40 @@ export class DrainRebootController implements DrainRebooter {
       reason: req.reason,
       origin: req.origin ?? 'agent',
       node: this.node,
-      phase: 'cordoning',
+      phase: 'leasing',
       bootId,
       createdAt: now,
       updatedAt: now,
       kubernetes: true,
-      lease: { namespace: this.r.leaseNamespace, name: leaseName },
       cordon: { token: randomUUID(), ours: true },
     };
     try {
       await this.store.create(plan);
       this.planCache = plan;
     } catch (e) {
-      await lease.release().catch(() => {});
       return { result: e instanceof PlanExistsError ? 'skipped' : 'failure', detail: (e as Error).message };
+    }
+    const dropPlan = async (): Promise<void> => {
+      await this.store.remove().catch((e: unknown) => this.logger.error({ err: e }, 'cannot remove the drain-reboot plan'));
+      this.planCache = undefined;
+    };
+    let leaseName: string;
+    try {
+      const got = await lease.acquire();
+      if (!got.ok) {
+        await dropPlan();
+        return refuse({ ok: false, guard: 'lease', detail: got.detail });
+      }
+      leaseName = got.name;
+      this.step(req, got.detail);
+      plan.lease = { namespace: this.r.leaseNamespace, name: leaseName };
+      plan.phase = 'cordoning';
+      await this.savePlan(plan);
+    } catch (e) {
+      // A create or update may have landed before the error: give back whatever is ours.
+      await lease.release().catch(() => {});
+      await dropPlan();
+      return refuse({ ok: false, guard: 'api', detail: `cannot take the reboot lease (${(e as Error).message})` });
     }
     this.drainAbort = new AbortController();
     lease.startRenewing((why) => {
@@ -464,7 +473,7 @@ export class DrainRebootController implements DrainRebooter {
       return;
     }
     this.logger.info({ episode: plan.episodeId, phase: plan.phase }, 'found a drain-reboot plan from before');
-    if (plan.phase === 'cordoning' || plan.phase === 'draining') {
+    if (plan.phase === 'leasing' || plan.phase === 'cordoning' || plan.phase === 'draining') {
       this.action('drain', 'failure');
       await this.rollback(plan, `the agent stopped during the drain (phase ${plan.phase})`, 'failure');
       return;
@@ -638,7 +647,7 @@ export class DrainRebootController implements DrainRebooter {
     try {
       const plan = this.planCache;
       if (plan?.phase === 'recovering') await this.checkRecovery();
-      else if (plan && (plan.phase === 'cordoning' || plan.phase === 'draining') && !this.inflight && plan.failure) {
+      else if (plan && (plan.phase === 'leasing' || plan.phase === 'cordoning' || plan.phase === 'draining') && !this.inflight && plan.failure) {
         await this.rollback(plan, plan.failure, 'failure');
       }
       if (!this.planCache && !this.inflight && this.rebootState?.required) {

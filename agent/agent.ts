@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { CHECK_DEFINITIONS } from '../checks/index.js';
 import type { CheckDefinition, CheckResult } from '../checks/types.js';
 import { createRemediator } from '../remediations/index.js';
+import { lazyKubeAccess } from '../remediations/kubernetes/client.js';
 import type { DrainRebooter, Remediator } from '../remediations/types.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
@@ -103,12 +104,14 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   private buildChecks(only?: readonly string[]): ActiveCheck[] {
     const out: ActiveCheck[] = [];
+    // One lazily connected Kubernetes access per build, shared by the cluster-view checks; nothing is loaded unless one runs.
+    const kube = lazyKubeAccess(this.config.kubernetes.kubeconfig);
     for (const def of CHECK_DEFINITIONS) {
       const options = this.config.checks[def.id];
       if (!options?.enabled || (only && !only.includes(def.id))) continue;
       out.push({
         id: def.id,
-        check: def.create(options, { host: this.host, logger: this.logger.child({ check: def.id }), nodeName: this.config.nodeName }),
+        check: def.create(options, { host: this.host, logger: this.logger.child({ check: def.id }), nodeName: this.config.nodeName, kube }),
         timeoutMs: checkRunTimeoutMs(def, options),
       });
     }

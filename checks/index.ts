@@ -3,7 +3,9 @@ import { diskCheck } from './disk.js';
 import { dockerCheck } from './docker.js';
 import { kubeletCheck } from './kubelet.js';
 import { loadCheck } from './load.js';
+import { nodeReadyCheck } from './node-ready.js';
 import { plegCheck } from './pleg.js';
+import { stuckPodsCheck } from './stuck-pods.js';
 import { systemdVersionCheck } from './systemd-version.js';
 import type { CheckDefinition } from './types.js';
 
@@ -16,6 +18,8 @@ export const CHECK_DEFINITIONS: readonly CheckDefinition<any>[] = [
   dockerCheck,
   containerdCheck,
   systemdVersionCheck,
+  nodeReadyCheck,
+  stuckPodsCheck,
 ];
 
 export function findCheck(id: string): CheckDefinition<any> | undefined {

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Host } from '../agent/host.js';
+import type { KubeAccessSource } from '../remediations/kubernetes/client.js';
 
 /** What a check concluded. `unknown` means "could not tell" and is never acted on alone. */
 export type CheckStatus = 'ok' | 'problem' | 'unknown';
@@ -30,6 +31,11 @@ export interface CheckDeps {
   host: Host;
   logger: Logger;
   nodeName: string;
+  /**
+   * Kubernetes access (`kubernetes.kubeconfig`, else in-cluster), for the cluster-view checks. Absent,
+   * or resolving to undefined: no access, and those checks report `unknown` / `NoKubernetesAccess`.
+   */
+  kube?: KubeAccessSource;
 }
 
 /** A live check instance. */

@@ -54,6 +54,11 @@ export interface FakeApiServerOptions {
   /** Bearer token clients must send; a request without it gets 401. */
   token?: string;
   /**
+   * Serve requests without a token too (an API server with anonymous access). Needed for kubectl:
+   * client-go does not send a bearer token over plain HTTP.
+   */
+  anonymous?: boolean;
+  /**
    * Milliseconds per second of a pod's grace period, so tests can shorten the wait for a pod to go
    * away after an eviction without changing what the pods declare. Default 1000.
    */
@@ -169,11 +174,13 @@ export class FakeApiServer {
   /** List snapshots behind continue tokens, as the real server serves pages from one resourceVersion. */
   private readonly snapshots = new Map<string, { items: K8sObject[]; rv: string }>();
   private readonly msPerGraceSecond: number;
+  private readonly anonymous: boolean;
   private readonly recreate: FakeApiServerOptions['recreate'];
 
   constructor(opts: FakeApiServerOptions = {}) {
     this.token = opts.token ?? randomBytes(12).toString('hex');
     this.msPerGraceSecond = opts.msPerGraceSecond ?? 1000;
+    this.anonymous = opts.anonymous ?? false;
     this.recreate = opts.recreate;
   }
 
@@ -306,7 +313,8 @@ export class FakeApiServer {
       if (this.fault === 'unavailable') throw new HttpError(503, 'ServiceUnavailable', 'the server is currently unable to handle the request');
       const injected = this.inject?.(method, u.pathname);
       if (injected) throw new HttpError(injected, injected === 409 ? 'Conflict' : 'InternalError', `injected ${injected} by the test`);
-      if (req.headers.authorization !== `Bearer ${this.token}`) throw new HttpError(401, 'Unauthorized', 'Unauthorized');
+      const auth = req.headers.authorization;
+      if (auth !== undefined ? auth !== `Bearer ${this.token}` : !this.anonymous) throw new HttpError(401, 'Unauthorized', 'Unauthorized');
       const [code, body] = this.route(method, u, contentType, record.body);
       send(code, body);
     } catch (e) {
@@ -538,7 +546,7 @@ export class FakeApiServer {
     return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', code: 201 };
   }
 
-  /** DELETE pods/{name}: graceful deletion (deletionTimestamp now, gone after the grace period). */
+  /** DELETE pods/{name}: graceful deletion (deletionTimestamp now + grace, gone after the grace period). */
   private deletePod(ns: string, name: string, q: URLSearchParams, body: Json | undefined): K8sObject {
     const pod = this.pods.get(key(ns, name));
     if (!pod) throw notFound('pods', name);
@@ -554,7 +562,9 @@ export class FakeApiServer {
     // A terminal pod has no containers to stop: the kubelet lets it go at once.
     const seconds = phase === 'Succeeded' || phase === 'Failed' ? 0 : (grace ?? pod.spec?.terminationGracePeriodSeconds ?? 30);
     if (!pod.metadata.deletionTimestamp) {
-      pod.metadata.deletionTimestamp = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+      // The time the pod *will* be deleted: now plus the grace period, in real seconds whatever
+      // msPerGraceSecond says (apiserver registry/rest/delete.go BeforeDelete; ObjectMeta reference).
+      pod.metadata.deletionTimestamp = new Date(Date.now() + seconds * 1000).toISOString().replace(/\.\d+Z$/, 'Z');
       pod.metadata.deletionGracePeriodSeconds = seconds;
       pod.metadata.resourceVersion = this.nextRv();
     }

@@ -1,0 +1,99 @@
+/**
+ * What the cluster-view checks (node-ready, stuck-pods) share: reaching the API through the agent's
+ * Kubernetes access, a deadline of their own, and the rule that a control plane that cannot answer
+ * says nothing about this node: every API failure is `unknown`, never `problem`.
+ */
+import { formatDuration } from '../agent/duration.js';
+import { KubeApiError, type KubeAccessSource, type KubeApi } from '../remediations/kubernetes/client.js';
+import { unknown, type Finding } from './types.js';
+
+/** Reasons a cluster-view check reports when it could not ask the API. */
+export type ApiUnknownReason =
+  /** No `kubernetes.kubeconfig` and not running in a pod. */
+  | 'NoKubernetesAccess'
+  /** The configured kubeconfig cannot be used (unreadable, no current context, plain HTTP without skip-TLS). */
+  | 'KubernetesConfigError'
+  /** No answer within the check's `timeout`. */
+  | 'ApiTimeout'
+  /** No HTTP answer at all (connection refused, reset, DNS). */
+  | 'ApiUnreachable'
+  /** 429 or 5xx: the control plane is overloaded or broken. */
+  | 'ApiUnavailable'
+  /** 401 or 403: the credentials or the RBAC role do not allow the call. */
+  | 'ApiAccessDenied'
+  /** Any other answer the check cannot use. */
+  | 'ApiError';
+
+const NOT_THIS_NODE = "the control plane's trouble says nothing about this node";
+
+export function noKubernetesAccess(): Finding {
+  return unknown(
+    'NoKubernetesAccess',
+    'no Kubernetes access: set kubernetes.kubeconfig, or run nodemedic in a pod with a service account, to check what the cluster sees',
+  );
+}
+
+/** An API failure as an `unknown` finding. Anything but a KubeApiError is a bug and is rethrown. */
+export function apiFailure(e: unknown, what: string): Finding {
+  if (!(e instanceof KubeApiError)) throw e;
+  const detail = `${what}: ${e.message}; ${NOT_THIS_NODE}`;
+  if (e.status === 0) return unknown(e.reason === 'Timeout' ? 'ApiTimeout' : 'ApiUnreachable', detail, { httpStatus: 0, apiReason: e.reason });
+  if (e.status === 401 || e.status === 403) return unknown('ApiAccessDenied', `${what}: ${e.message} (check the credentials and the RBAC role)`, { httpStatus: e.status, apiReason: e.reason });
+  if (e.status === 429 || e.status >= 500) return unknown('ApiUnavailable', detail, { httpStatus: e.status, apiReason: e.reason });
+  return unknown('ApiError', `${what}: ${e.message}`, { httpStatus: e.status, apiReason: e.reason });
+}
+
+/** Resolves the access ahead of the first run; a failure is reported by `run`, not here. */
+export async function preconnect(kube: KubeAccessSource | undefined): Promise<void> {
+  await kube?.get().catch(() => undefined);
+}
+
+/**
+ * Runs `fn` with the API, bounded by `timeoutMs` (and the scheduler's `signal`). Connecting (reading
+ * the kubeconfig, loading client-node) is not counted: it touches no network. The request left
+ * behind by a timeout ends at the client's own request timeout; it never holds the check.
+ */
+export async function withKubeApi(
+  kube: KubeAccessSource | undefined,
+  opts: { timeoutMs: number; signal: AbortSignal; what: string },
+  fn: (api: KubeApi) => Promise<Finding>,
+): Promise<Finding> {
+  if (!kube) return noKubernetesAccess();
+  let api: KubeApi;
+  try {
+    const access = await kube.get();
+    if (!access) return noKubernetesAccess();
+    api = access.api;
+  } catch (e) {
+    return unknown('KubernetesConfigError', (e as Error).message);
+  }
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  const late = new Promise<Finding>((resolve) => {
+    const give = (): void =>
+      resolve(unknown('ApiTimeout', `${opts.what}: no answer from the Kubernetes API (${api.server}) within ${formatDuration(opts.timeoutMs)}; ${NOT_THIS_NODE}`, { httpStatus: 0, apiReason: 'Timeout' }));
+    timer = setTimeout(give, opts.timeoutMs);
+    onAbort = give;
+    opts.signal.addEventListener('abort', onAbort, { once: true });
+  });
+  const work = fn(api).catch((e: unknown) => apiFailure(e, opts.what));
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) opts.signal.removeEventListener('abort', onAbort);
+  }
+}
+
+/** Milliseconds since the epoch of an API time (client-node gives Dates; raw JSON gives strings). */
+export function timeMs(v: Date | string | undefined | null): number | undefined {
+  if (v === undefined || v === null) return undefined;
+  const t = v instanceof Date ? v.getTime() : Date.parse(v);
+  return Number.isFinite(t) ? t : undefined;
+}
+
+/** ISO form of an API time, for evidence. */
+export function isoTime(v: Date | string | undefined | null): string | undefined {
+  const t = timeMs(v);
+  return t === undefined ? undefined : new Date(t).toISOString();
+}

@@ -246,6 +246,9 @@ export class JournaldSource extends SourceBase implements LogSource {
   private backoffMs: number;
   private consecutiveFailures = 0;
   private outputFields = true;
+  private pdeathsig = false;
+  /** Which journalctl run is current: lines from an earlier one (an orphan) are ignored. */
+  private generation = 0;
   private loop: Promise<void> | undefined;
   private wake: (() => void) | undefined;
   private lastRealtimeUs = 0;
@@ -278,7 +281,11 @@ export class JournaldSource extends SourceBase implements LogSource {
     clearTimeout(this.timer);
     this.wake?.();
     this.stream?.kill();
-    await this.loop;
+    // Without setpriv, a journalctl behind a forking prefix (nsenter -p) outlives the SIGTERM and
+    // keeps the pipe open: do not wait for it forever.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.loop, new Promise<void>((r) => (timer = setTimeout(r, STOP_WAIT_MS)))]);
+    clearTimeout(timer);
     this.notify();
   }
 
@@ -338,6 +345,11 @@ export class JournaldSource extends SourceBase implements LogSource {
       if (r.exitCode === 0) {
         const version = /systemd (\d+)/.exec(r.stdout)?.[1];
         this.outputFields = version === undefined || Number(version) >= 236;
+        // A host prefix like `nsenter -p` forks: SIGTERM reaches nsenter, not the journalctl it
+        // started, which would then follow forever into a pipe nobody reads. setpriv (util-linux
+        // >= 2.33) makes the kernel end journalctl when its parent dies; older nodes go without.
+        const p = await this.o.host.run(['setpriv', '--pdeathsig', 'TERM', 'true'], { timeoutMs: this.o.probeTimeoutMs });
+        this.pdeathsig = p.exitCode === 0;
         return true;
       }
       const missing = r.notFound || r.exitCode === 127 || /No such file|not found/i.test(r.stderr);
@@ -354,7 +366,7 @@ export class JournaldSource extends SourceBase implements LogSource {
   }
 
   private args(follow: boolean): string[] {
-    const a = ['journalctl', '-u', this.o.unit, '-b', '-o', 'json', '--all', '--no-pager'];
+    const a = [...(this.pdeathsig ? ['setpriv', '--pdeathsig', 'TERM'] : []), 'journalctl', '-u', this.o.unit, '-b', '-o', 'json', '--all', '--no-pager'];
     if (this.outputFields) a.push('--output-fields=MESSAGE,MESSAGE_ID,_PID');
     if (follow) a.push('-f', '--no-tail');
     if (this.st.cursor) a.push(`--after-cursor=${this.st.cursor}`);
@@ -364,10 +376,11 @@ export class JournaldSource extends SourceBase implements LogSource {
 
   private async once(follow: boolean): Promise<{ exitCode: number | undefined; stderr: string; delivered: boolean }> {
     let delivered = false;
+    const generation = ++this.generation;
     const stream = this.o.host.spawnLines(this.args(follow), {
       maxLineBytes: this.o.maxLineBytes,
       onLine: (line) => {
-        if (this.stopped) return;
+        if (this.stopped || generation !== this.generation) return;
         if (this.handle(line)) delivered = true;
         if (delivered && this.consecutiveFailures) {
           this.consecutiveFailures = 0;
@@ -438,6 +451,9 @@ export class JournaldSource extends SourceBase implements LogSource {
     });
   }
 }
+
+/** How long `stop()` waits for journalctl to exit. */
+const STOP_WAIT_MS = 3000;
 
 function firstLine(s: string): string {
   const t = s.trim();

@@ -66,7 +66,9 @@ export const remediationDefaults: RemediationOptions = {
   mode: 'dry-run',
   grace: '1m',
   settle: '2m',
-  triggers: ['pleg', 'kubelet', 'docker', 'containerd'],
+  // node-ready is opt-in: the cluster also marks nodes NotReady for its own reasons (control plane,
+  // network), and restarting every node's kubelet at once would only add load (issue 8).
+  triggers: ['pleg', 'kubelet', 'docker', 'containerd', 'stuck-pods'],
   steps: ['restart-kubelet', 'restart-runtime', 'drain-reboot'],
   firstStep: {},
   restartsPerHour: 3,

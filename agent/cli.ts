@@ -47,6 +47,8 @@ const check: CommandSpec = {
     } finally {
       await agent.stop();
     }
+    // Cluster-view checks (node-ready, stuck-pods) on a node without Kubernetes access are shown only when named in --only.
+    results = results.filter((r) => r.reason !== 'NoKubernetesAccess' || only?.includes(r.check));
     const disabled = only?.filter((id) => !results.some((r) => r.check === id)) ?? [];
     if (disabled.length) io.err(`note: disabled in the config, not run: ${disabled.join(', ')}\n`);
     if (args.values.json) io.out(JSON.stringify({ node: config.nodeName, time: new Date().toISOString(), results }, null, 2) + '\n');

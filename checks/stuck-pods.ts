@@ -45,7 +45,10 @@ export const stuckPodsCheck: CheckDefinition<StuckPodsOptions> = {
         return withKubeApi(kube, { timeoutMs, signal, what: `list pods of node ${nodeName}` }, async (api) => {
           // Pods nominated for this node (waiting for a preemption) are not bound yet; listed so that they
           // show as excluded rather than vanish from the picture.
-          const [bound, nominated] = await Promise.all([api.listPods(`spec.nodeName=${nodeName}`), api.listPods(`status.nominatedNodeName=${nodeName}`)]);
+          const [bound, nominated] = await Promise.all([
+            api.listPods(`spec.nodeName=${nodeName}`, { cached: true }),
+            api.listPods(`status.nominatedNodeName=${nodeName}`, { cached: true }),
+          ]);
           const seen = new Set<string>();
           const pods: V1Pod[] = [];
           for (const p of [...bound, ...nominated]) {

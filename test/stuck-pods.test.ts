@@ -99,6 +99,15 @@ t.test('stuck terminating: only once deletionTimestamp (request + grace) is stuc
   t.match(f, { status: 'ok', reason: 'NoStuckPods' }, 'just deleted: fine');
   t.same(ev(f).belowThreshold, { terminating: 1, starting: 0 });
   t.equal(ev(f).pods, 2, 'only the pods of this node were listed');
+  const lists = fake.requests.filter((r) => r.path === '/api/v1/pods');
+  t.same(
+    lists.map((r) => [r.query.get('fieldSelector'), r.query.get('resourceVersion')]).sort(),
+    [
+      ['spec.nodeName=worker-7', '0'],
+      ['status.nominatedNodeName=worker-7', '0'],
+    ],
+    "two lists, both from the API server's cache (resourceVersion=0), never a quorum read of every pod",
+  );
 
   clock.set(T0 + 30_000 + 5 * MIN - 1000);
   f = await run();

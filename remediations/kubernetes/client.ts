@@ -25,6 +25,15 @@ export function isStatus(e: unknown, status: number): boolean {
   return e instanceof KubeApiError && e.status === status;
 }
 
+export interface ListOptions {
+  /**
+   * Serve the list from the API server's watch cache (`resourceVersion=0`: data of any age, usually
+   * current). What a check that lists every few seconds on every node must use: a list without it is
+   * a quorum read that scans every pod in etcd. Not for a drain, which needs current data.
+   */
+  cached?: boolean;
+}
+
 /** The calls nodemedic makes; every one has a timeout and throws only `KubeApiError`. */
 export interface KubeApi {
   /** The API server URL, for logs. */
@@ -37,7 +46,7 @@ export interface KubeApi {
   /** Strategic merge patch of the Node's status subresource (conditions merge on `type`). */
   patchNodeStatus(name: string, patch: object): Promise<V1Node>;
   /** Pods of all namespaces matching a field selector, following `continue` pages. */
-  listPods(fieldSelector: string): Promise<V1Pod[]>;
+  listPods(fieldSelector: string, opts?: ListOptions): Promise<V1Pod[]>;
   readPod(namespace: string, name: string): Promise<V1Pod>;
   /** policy/v1 Eviction. */
   evictPod(namespace: string, name: string, gracePeriodSeconds?: number): Promise<void>;
@@ -142,13 +151,13 @@ export async function connectKubernetes(kubeconfig: string, opts: ConnectOptions
     },
     patchNode: (name, body) => call(`patch node ${name}`, () => core.patchNode({ name, body }, smp)),
     patchNodeStatus: (name, body) => call(`patch node ${name} status`, () => core.patchNodeStatus({ name, body }, smp)),
-    async listPods(fieldSelector) {
+    async listPods(fieldSelector, opts = {}) {
       const out: V1Pod[] = [];
       let cont: string | undefined;
       do {
-        const page = await call(`list pods (${fieldSelector})`, () =>
-          core.listPodForAllNamespaces({ fieldSelector, limit: pageSize, ...(cont ? { _continue: cont } : {}) }),
-        );
+        // A continue token carries its own resourceVersion; the server rejects both together.
+        const from = cont ? { _continue: cont } : opts.cached ? { resourceVersion: '0' } : {};
+        const page = await call(`list pods (${fieldSelector})`, () => core.listPodForAllNamespaces({ fieldSelector, limit: pageSize, ...from }));
         out.push(...page.items);
         cont = page.metadata?._continue || undefined;
       } while (cont);

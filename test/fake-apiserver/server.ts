@@ -389,6 +389,17 @@ export class FakeApiServer {
         return [200, { kind: 'Status', apiVersion: 'v1', status: 'Success', metadata: {} }];
       }
     }
+    // kubectl drain reads a DaemonSet pod's controller to tell an orphan from a live DaemonSet
+    // (kubectl/pkg/drain/filters.go, daemonSetFilter). A DaemonSet exists here while a pod names it.
+    if (p[0] === 'apis' && p[1] === 'apps' && p[2] === 'v1' && p[3] === 'namespaces' && p[5] === 'daemonsets' && p.length === 7 && method === 'GET') {
+      const ns = at(4);
+      const name = at(6);
+      const owner = [...this.pods.values()].find(
+        (pod) => pod.metadata.namespace === ns && (pod.metadata.ownerReferences ?? []).some((r: K8sObject) => r.kind === 'DaemonSet' && r.name === name),
+      );
+      if (!owner) throw notFound('daemonsets.apps', name);
+      return [200, { apiVersion: 'apps/v1', kind: 'DaemonSet', metadata: { name, namespace: ns, uid: 'DaemonSet-uid' }, spec: {}, status: {} }];
+    }
     if (p[0] === 'apis' && p[1] === 'policy' && p[2] === 'v1' && method === 'GET' && p[p.length - 1] === 'poddisruptionbudgets') {
       const ns = p[3] === 'namespaces' ? at(4) : undefined;
       return [200, { kind: 'PodDisruptionBudgetList', apiVersion: 'policy/v1', metadata: { resourceVersion: String(this.rv) }, items: this.pdbs.filter((b) => !ns || b.namespace === ns).map((b) => this.pdbObject(b)) }];
@@ -722,7 +733,7 @@ function apiGroupList(): K8sObject {
     versions: [{ groupVersion: `${name}/${version}`, version }],
     preferredVersion: { groupVersion: `${name}/${version}`, version },
   });
-  return { kind: 'APIGroupList', apiVersion: 'v1', groups: [group('policy', 'v1'), group('coordination.k8s.io', 'v1')] };
+  return { kind: 'APIGroupList', apiVersion: 'v1', groups: [group('apps', 'v1'), group('policy', 'v1'), group('coordination.k8s.io', 'v1')] };
 }
 
 function coreResourceList(): K8sObject {
@@ -752,6 +763,8 @@ function groupResourceList(group: string, version: string): K8sObject {
   const resources: K8sObject[] = [];
   if (group === 'policy' && version === 'v1') {
     resources.push({ name: 'poddisruptionbudgets', singularName: '', namespaced: true, kind: 'PodDisruptionBudget', verbs: ['get', 'list'], shortNames: ['pdb'] });
+  } else if (group === 'apps' && version === 'v1') {
+    resources.push({ name: 'daemonsets', singularName: '', namespaced: true, kind: 'DaemonSet', verbs: ['get'], shortNames: ['ds'] });
   } else if (group === 'coordination.k8s.io' && version === 'v1') {
     resources.push({ name: 'leases', singularName: '', namespaced: true, kind: 'Lease', verbs: ['create', 'get', 'list', 'update', 'delete'] });
   } else {

@@ -65,6 +65,8 @@ export interface Decision {
   log: DecisionLog;
   /** Actions completed by this decision without being carried out (skipped steps), for metrics. */
   recorded: ActionRecord[];
+  /** Episodes this decision ended (recovered, exhausted, abandoned), for metrics. */
+  ended: Episode[];
 }
 
 const HOUR = 3_600_000;
@@ -196,7 +198,8 @@ function pushAction(s: LadderState, a: ActionRecord): void {
   if (s.actions.length > MAX_ACTIONS) s.actions.splice(0, s.actions.length - MAX_ACTIONS);
 }
 
-function endEpisode(s: LadderState, ep: Episode, state: Episode['state'], now: number, why: string): void {
+function endEpisode(s: LadderState, ep: Episode, state: Episode['state'], now: number, why: string, ended: Episode[]): void {
+  ended.push(ep);
   ep.state = state;
   ep.endedAt = now;
   ep.endReason = why;
@@ -273,6 +276,7 @@ export function decide(state: LadderState, observed: Observed, now: number, p: L
   const s: LadderState = structuredClone(state);
   const events: string[] = [];
   const recorded: ActionRecord[] = [];
+  const ended: Episode[] = [];
   const m = index(observed.results);
   const triggers = p.triggers.filter((t) => !NEVER_TRIGGERS.includes(t));
   const status = (t: string): CheckResult['status'] | undefined => m.get(t)?.status;
@@ -294,12 +298,12 @@ export function decide(state: LadderState, observed: Observed, now: number, p: L
   const out = (next: Next, level: DecisionLog['level'], msg: string): Decision => {
     const e = logEpisode();
     const step = e ? e.ladder[Math.min(e.stepIndex, e.ladder.length - 1)] : undefined;
-    return { next, state: s, recorded, log: { level, msg, events, ...(e ? { episodeId: e.id } : {}), ...(step ? { step } : {}) } };
+    return { next, state: s, recorded, ended, log: { level, msg, events, ...(e ? { episodeId: e.id } : {}), ...(step ? { step } : {}) } };
   };
 
   if (p.mode === 'off') {
     if (ep) {
-      endEpisode(s, ep, 'abandoned', now, 'remediation.mode is off');
+      endEpisode(s, ep, 'abandoned', now, 'remediation.mode is off', ended);
       events.push(`episode ${ep.id} abandoned: remediation.mode is off`);
       ep = null;
       return out({ kind: 'none', why: 'remediation.mode is off' }, 'warn', 'remediation off; episode abandoned');
@@ -307,7 +311,7 @@ export function decide(state: LadderState, observed: Observed, now: number, p: L
     return out({ kind: 'none', why: 'remediation.mode is off' }, 'debug', 'remediation off');
   }
   if (ep && ep.mode !== p.mode) {
-    endEpisode(s, ep, 'abandoned', now, `remediation.mode changed from ${ep.mode} to ${p.mode}`);
+    endEpisode(s, ep, 'abandoned', now, `remediation.mode changed from ${ep.mode} to ${p.mode}`, ended);
     events.push(`episode ${ep.id} abandoned: mode changed from ${ep.mode} to ${p.mode}`);
     ep = null;
   }
@@ -380,7 +384,7 @@ export function decide(state: LadderState, observed: Observed, now: number, p: L
     if (j.kind === 'pending') return out({ kind: 'wait', until: null, why: j.why }, 'debug', 'judgment pending');
     if (j.kind === 'recovered') {
       const after = ep.phase === 'settling' ? `after ${ep.ladder[ep.stepIndex]}` : `while ${ep.ladder[ep.stepIndex]} was deferred`;
-      endEpisode(s, ep, 'recovered', now, `${ep.triggers.join(', ')} ok ${after}`);
+      endEpisode(s, ep, 'recovered', now, `${ep.triggers.join(', ')} ok ${after}`, ended);
       events.push(`episode ${ep.id} recovered ${after}`);
       ep = null;
       return out({ kind: 'none', why: 'recovered' }, 'info', 'episode recovered');
@@ -397,7 +401,7 @@ export function decide(state: LadderState, observed: Observed, now: number, p: L
   // phase `due`: a problem that cleared by itself ends the episode; an unclear one waits.
   const j = judge(ep, m, triggers, 0);
   if (j.kind === 'recovered') {
-    endEpisode(s, ep, 'recovered', now, `${ep.triggers.join(', ')} ok before ${ep.ladder[ep.stepIndex] ?? 'the next step'} was taken`);
+    endEpisode(s, ep, 'recovered', now, `${ep.triggers.join(', ')} ok before ${ep.ladder[ep.stepIndex] ?? 'the next step'} was taken`, ended);
     events.push(`episode ${ep.id} recovered without a further step`);
     ep = null;
     return out({ kind: 'none', why: 'recovered' }, 'info', 'episode recovered');
@@ -415,13 +419,13 @@ export function decide(state: LadderState, observed: Observed, now: number, p: L
   for (;;) {
     const step = ep.ladder[ep.stepIndex];
     if (step === undefined) {
-      endEpisode(s, ep, 'exhausted', now, `${ep.triggers.join(', ')} still failing after the last step; no action until they are ok again`);
+      endEpisode(s, ep, 'exhausted', now, `${ep.triggers.join(', ')} still failing after the last step; no action until they are ok again`, ended);
       events.push(`episode ${ep.id} exhausted`);
       ep = null;
       return out({ kind: 'none', why: 'exhausted' }, 'warn', 'episode exhausted: every step taken or skipped, still failing');
     }
     const res = resolveStep(s, ep, step, m, observed, now, p);
-    if (res.kind === 'need') return { next: { kind: 'need', units: [res.unit] }, state, recorded: [], log: { level: 'debug', msg: 'need unit facts', events: [] } };
+    if (res.kind === 'need') return { next: { kind: 'need', units: [res.unit] }, state, recorded: [], ended: [], log: { level: 'debug', msg: 'need unit facts', events: [] } };
     if (res.kind === 'defer') {
       ep.phase = 'deferred';
       ep.deferred = step;

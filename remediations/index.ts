@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
 import type { Clock } from '../agent/clock.js';
 import type { Config } from '../agent/config.js';
 import { parseDuration } from '../agent/duration.js';
@@ -9,6 +10,7 @@ import type { CheckResult } from '../checks/types.js';
 import { readUnitFacts, restartUnit } from './actions.js';
 import { NEVER_TRIGGERS, remediationProblems } from './config.js';
 import { applyOutcome, decide, emptyState, judgeInterrupted, pauseActive, type Decision, type LadderPolicy } from './decide.js';
+import { LadderMetrics } from './metrics.js';
 import { readPause } from './pause.js';
 import { createRebootRequester } from './reboot-request.js';
 import { StateStore } from './state.js';
@@ -30,6 +32,11 @@ export interface RemediatorDeps {
   requestSweep?: (only?: readonly string[]) => Promise<readonly CheckResult[]>;
   /** Default: the host's clock. */
   clock?: Clock;
+  /**
+   * The agent's metrics registry; the ladder adds its episode and budget series there
+   * (remediations/metrics.ts). Without it only `recordAction` is counted.
+   */
+  registry?: Registry;
 }
 
 const BOOT_ID = '/proc/sys/kernel/random/boot_id';
@@ -92,6 +99,7 @@ class LadderRemediator implements Remediator {
   private lastError: string | null = null;
   /** Set when stop() gave up waiting for an action: this instance then never writes state again. */
   private abandoned = false;
+  private readonly metrics: LadderMetrics | undefined;
 
   constructor(private readonly deps: RemediatorDeps) {
     const problems = remediationProblems(deps.config.remediation, CHECK_DEFINITIONS.map((d) => d.id));
@@ -101,6 +109,9 @@ class LadderRemediator implements Remediator {
     this.store = new StateStore(deps.config.stateDir, deps.logger);
     this.rebooter = deps.drainRebooter ?? createRebootRequester(deps.logger);
     this.commandTimeoutMs = parseDuration(deps.config.remediation.commandTimeout);
+    this.metrics = deps.registry
+      ? new LadderMetrics(deps.registry, { state: () => this.state, policy: () => this.policy(), now: () => this.clock.now() })
+      : undefined;
   }
 
   private policy(): LadderPolicy {
@@ -232,6 +243,7 @@ class LadderRemediator implements Remediator {
     this.state = d.state;
     this.lastError = null;
     for (const r of d.recorded) if (r.action) this.deps.recordAction(r.action, 'skipped');
+    for (const ep of d.ended) this.metrics?.episodeEnded(d.state, ep);
     this.log(d);
     const next = d.next;
     this.nextDecisionAt = next.kind === 'wait' ? next.until : null;
@@ -405,6 +417,7 @@ class LadderRemediator implements Remediator {
       }
     }
     await this.queue;
+    this.metrics?.close();
   }
 }
 

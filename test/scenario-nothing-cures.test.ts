@@ -2,13 +2,16 @@
 // docker, then requests a reboot, then does nothing more; budgets and the exhausted state hold
 // across an agent restart, and a new episode finds every step's budget spent. Judged by the
 // namespace's journal.
+import { execa } from 'execa';
 import t from 'tap';
+import { requireComponent } from './helpers/require.js';
 import { Scenario, scenarioAvailable, sleep, type RecentAction } from './helpers/scenario.js';
 
 const summary = (a: RecentAction[]) => a.map((x) => `${x.action}:${x.result}`).reverse();
 
 t.test('scenario 3: nothing cures it -> kubelet restart, docker restart, reboot request, then quiet; budgets across a restart', async (t) => {
   if (!(await scenarioAvailable(t, { docker: true }))) return;
+  if (!(await requireComponent(t, 'promtool (Debian package prometheus)', ['promtool']))) return;
   const s = await Scenario.start(t, {
     name: 'nocure',
     kubelet: { healthz: 'fail' },
@@ -61,4 +64,11 @@ t.test('scenario 3: nothing cures it -> kubelet restart, docker restart, reboot 
     t.match(metrics, new RegExp(`nodemedic_remediation_actions_total\\{action="${action}",result="skipped"\\} 1\\n`), `metric: ${action} skipped`);
   }
   t.match(metrics, /nodemedic_remediation_actions_total\{action="restart_kubelet",result="success"\} 0\n/, 'the new agent did not restart anything');
+  t.match(metrics, /nodemedic_remediation_episode_state\{state="exhausted"\} 1\n/, 'metric: the last episode is exhausted');
+  t.match(metrics, /nodemedic_remediation_episode_state\{state="active"\} 0\n/);
+  t.match(metrics, /nodemedic_remediation_episodes_total\{result="exhausted",step="drain-reboot"\} 1\n/, 'metric: one episode ended exhausted at drain-reboot');
+  t.match(metrics, /nodemedic_remediation_budget_remaining\{kind="reboot"\} 0\n/, 'metric: no reboot left today');
+  t.match(metrics, /nodemedic_remediation_budget_remaining\{kind="restart",unit="kubelet"\} 0\n/, 'metric: no kubelet restart left this hour');
+  const lint = await execa('promtool', ['check', 'metrics'], { input: metrics, reject: false, timeout: 10_000 });
+  t.equal(lint.exitCode, 0, `promtool check metrics is clean: ${lint.stdout}${lint.stderr}`);
 });

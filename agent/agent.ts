@@ -97,6 +97,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       host: this.host,
       logger: this.logger.child({ component: 'remediation' }),
       recordAction: this.metrics.recordAction,
+      registry: this.metrics.registry,
       ...(this.drainRebooter ? { drainRebooter: this.drainRebooter } : {}),
       requestSweep: (only) => this.sweep(only),
     });

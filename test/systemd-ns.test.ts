@@ -4,6 +4,7 @@
 // even after its owner is SIGKILLed.
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
@@ -209,8 +210,11 @@ t.test('two namespaces at once are independent', async (t) => {
 
 t.test('a bad unit name is refused before anything is created', async (t) => {
   if (!(await available(t))) return;
+  const mine = (): string[] => readdirSync(tmpdir()).filter((d) => d.startsWith('nodemedic-ns-') && d.includes(`-${process.pid}-`));
+  const before = mine();
   await t.rejects(startSystemdNs({ units: { 'no suffix': '' } }), /invalid unit file name "no suffix"/);
   await t.rejects(startSystemdNs({ units: { 'x.service': '' }, start: ['-x.service'] }), /invalid unit name in start/);
+  t.same(mine(), before, 'no directory was created');
 });
 
 t.test('the watchdog cleans up after an owner killed with SIGKILL', async (t) => {

@@ -9,6 +9,7 @@
  * // ... `systemctl restart kubelet` in the namespace: start 2 emits nothing.
  * ```
  */
+import { rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { appendFile, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -81,7 +82,13 @@ export class FakeKubelet {
   /** A control directory and a port; the directory is removed in `t.teardown` when `t` is given. */
   static async create(t?: { teardown(fn: () => unknown): void }, opts: { port?: number } = {}): Promise<FakeKubelet> {
     const dir = await mkdtemp(join(tmpdir(), 'nodemedic-fake-kubelet-'));
-    t?.teardown(() => rm(dir, { recursive: true, force: true }));
+    // Also on exit, for a test process that ends (or is interrupted) before its teardowns run.
+    const onExit = (): void => rmSync(dir, { recursive: true, force: true });
+    process.once('exit', onExit);
+    t?.teardown(async () => {
+      process.removeListener('exit', onExit);
+      await rm(dir, { recursive: true, force: true });
+    });
     return new FakeKubelet(dir, opts.port ?? (await freePort()));
   }
 

@@ -41,7 +41,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { integrationRequired } from '../helpers/require.js';
+import { integrationRequired, requireComponent } from '../helpers/require.js';
 
 export interface CommandOutput {
   /** Undefined when the command was killed (timeout) or could not start. */
@@ -184,6 +184,9 @@ DefaultTimeoutStartSec=20s
 DefaultTimeoutStopSec=3s
 `;
 
+/** Commands the harness runs (util-linux and systemd). */
+export const NS_TOOLS = ['script', 'unshare', 'nsenter', 'systemctl', 'journalctl'] as const;
+
 let seq = 0;
 
 /** The host's cgroup2 mount: `/sys/fs/cgroup/unified` on a hybrid host, `/sys/fs/cgroup` on a unified one. */
@@ -206,8 +209,7 @@ function cgroup2Root(): string | undefined {
 export async function systemdNsAvailable(): Promise<string | undefined> {
   if (process.platform !== 'linux') return `a systemd namespace needs Linux (this is ${process.platform})`;
   if (process.getuid?.() !== 0) return 'a systemd namespace needs root (unshare, mount, cgroups)';
-  const tools = ['script', 'unshare', 'nsenter', 'systemctl', 'journalctl'];
-  for (const tool of tools) {
+  for (const tool of NS_TOOLS) {
     const r = await execa('sh', ['-c', 'command -v "$1"', 'sh', tool], { reject: false, timeout: 5000 });
     if (r.exitCode !== 0) return `a systemd namespace needs ${tool}, not installed (util-linux / systemd packages)`;
   }
@@ -223,13 +225,16 @@ export async function systemdNsAvailable(): Promise<string | undefined> {
   return undefined;
 }
 
-type Tap = { skip(msg?: string): void; fail(msg?: string): void };
+/** The part of a tap test that `requireComponent` uses. */
+type Tap = Parameters<typeof requireComponent>[0];
 
 /**
- * Like `requireComponent`: true when a systemd namespace can run here; otherwise skips the test
- * (naming `npm run test:setup`), or fails it when integration tests are required (CI).
+ * Like `requireComponent` (which it calls for the tools): true when a systemd namespace can run
+ * here; otherwise skips the test (naming `npm run test:setup`), or fails it when integration tests
+ * are required (CI).
  */
 export async function requireSystemdNs(t: Tap): Promise<boolean> {
+  if (!(await requireComponent(t, 'systemd namespace', NS_TOOLS))) return false;
   const why = await systemdNsAvailable();
   if (!why) return true;
   const msg = `${why}; run \`npm run test:setup\` (as root) to install what is missing`;
@@ -372,26 +377,34 @@ export async function startSystemdNs(opts: StartSystemdNsOptions = {}): Promise<
   const unitsDir = join(base, 'units');
   const consoleLog = join(base, 'console.log');
 
-  await mkdir(unitsDir);
-  for (const u of COPIED_UNITS) await copyFile(join(SYSTEM_UNIT_DIR, u), join(unitsDir, u));
-  // The distribution enables journald through .wants symlinks; recreate only those two.
-  await mkdir(join(unitsDir, 'sysinit.target.wants'));
-  await mkdir(join(unitsDir, 'sockets.target.wants'));
-  await symlink('../systemd-journald.service', join(unitsDir, 'sysinit.target.wants', 'systemd-journald.service'));
-  await symlink('../systemd-journald.socket', join(unitsDir, 'sockets.target.wants', 'systemd-journald.socket'));
-  await writeFile(join(unitsDir, BOOT_TARGET), bootTargetUnit(start));
-  for (const [n, contents] of Object.entries(units)) await writeUnit(unitsDir, n, contents);
-  await writeFile(join(base, 'journald.conf'), JOURNALD_CONF);
-  await writeFile(join(base, 'system.conf'), SYSTEM_CONF);
-  await mkdir(cgroup);
-
-  // Detached, so that it outlives us; its stdin is the pipe whose closing tells it we are gone.
+  // Detached, so that it outlives us; its stdin is the pipe whose closing tells it we are gone
+  // (or, below, that setup failed).
   const watchdog = spawn('/bin/sh', [join(HELPERS, 'watchdog.sh'), cgroup, base], {
     detached: true,
     stdio: ['pipe', 'ignore', 'ignore'],
   });
   watchdog.unref();
   (watchdog.stdin as unknown as Socket | null)?.unref();
+
+  try {
+    await mkdir(unitsDir);
+    for (const u of COPIED_UNITS) await copyFile(join(SYSTEM_UNIT_DIR, u), join(unitsDir, u));
+    // The distribution enables journald through .wants symlinks; recreate only those two.
+    await mkdir(join(unitsDir, 'sysinit.target.wants'));
+    await mkdir(join(unitsDir, 'sockets.target.wants'));
+    await symlink('../systemd-journald.service', join(unitsDir, 'sysinit.target.wants', 'systemd-journald.service'));
+    await symlink('../systemd-journald.socket', join(unitsDir, 'sockets.target.wants', 'systemd-journald.socket'));
+    await writeFile(join(unitsDir, BOOT_TARGET), bootTargetUnit(start));
+    for (const [n, contents] of Object.entries(units)) await writeUnit(unitsDir, n, contents);
+    await writeFile(join(base, 'journald.conf'), JOURNALD_CONF);
+    await writeFile(join(base, 'system.conf'), SYSTEM_CONF);
+    await mkdir(cgroup);
+  } catch (e) {
+    await rm(base, { recursive: true, force: true });
+    await rmdir(cgroup).catch(() => undefined);
+    watchdog.stdin?.end();
+    throw e;
+  }
 
   let stopping: Promise<void> | undefined;
   let initPid: number | undefined;

@@ -155,7 +155,7 @@ export async function connectKubernetes(kubeconfig: string, opts: ConnectOptions
       const out: V1Pod[] = [];
       let cont: string | undefined;
       do {
-        // A continue token carries its own resourceVersion; the server rejects both together.
+        // A continue token pins the snapshot its pages come from; only the first request names a resourceVersion.
         const from = cont ? { _continue: cont } : opts.cached ? { resourceVersion: '0' } : {};
         const page = await call(`list pods (${fieldSelector})`, () => core.listPodForAllNamespaces({ fieldSelector, limit: pageSize, ...from }));
         out.push(...page.items);

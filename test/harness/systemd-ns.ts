@@ -209,9 +209,10 @@ function cgroup2Root(): string | undefined {
 export async function systemdNsAvailable(): Promise<string | undefined> {
   if (process.platform !== 'linux') return `a systemd namespace needs Linux (this is ${process.platform})`;
   if (process.getuid?.() !== 0) return 'a systemd namespace needs root (unshare, mount, cgroups)';
+  const path = (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':').filter(Boolean);
   for (const tool of NS_TOOLS) {
-    const r = await execa('sh', ['-c', 'command -v "$1"', 'sh', tool], { reject: false, timeout: 5000 });
-    if (r.exitCode !== 0) return `a systemd namespace needs ${tool}, not installed (util-linux / systemd packages)`;
+    const found = await Promise.all(path.map((dir) => access(join(dir, tool), fsConstants.X_OK).then(() => true, () => false)));
+    if (!found.includes(true)) return `a systemd namespace needs ${tool}, not installed (util-linux / systemd packages)`;
   }
   for (const file of [SYSTEMD, '/lib/systemd/systemd-journald', ...COPIED_UNITS.map((u) => join(SYSTEM_UNIT_DIR, u))]) {
     try {

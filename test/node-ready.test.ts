@@ -116,7 +116,7 @@ t.test('a control-plane outage is unknown, never problem: 503, no answer (own ti
   const f = await check({ timeout: '1s' }).run(new AbortController().signal);
   const ms = performance.now() - t0;
   t.match(f, { status: 'unknown', reason: 'ApiTimeout' });
-  t.ok(ms >= 900 && ms < 3000, `the check gave up on its own after ${Math.round(ms)} ms`);
+  t.ok(ms >= 900 && ms < 4000, `the check gave up on its own after ${Math.round(ms)} ms`);
   fake.fault = 'none';
   fake.inject = () => 403;
   t.match(await run(), { status: 'unknown', reason: 'ApiAccessDenied', message: /RBAC/ });
@@ -134,7 +134,7 @@ t.test('the scheduler aborting a run ends it at once as unknown', async (t) => {
   setTimeout(() => ac.abort(), 300);
   const t0 = performance.now();
   t.match(await p, { status: 'unknown', reason: 'ApiTimeout' });
-  t.ok(performance.now() - t0 < 2000, 'returned soon after the abort');
+  t.ok(performance.now() - t0 < 3000, "returned soon after the abort");
 });
 
 t.test('without Kubernetes access: unknown NoKubernetesAccess', async (t) => {

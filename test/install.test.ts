@@ -216,8 +216,15 @@ t.test('npm pack -> install.sh -> systemctl start/reload/watchdog/stop -> uninst
   t.ok(took < 5000, `systemctl stop took ${took} ms`);
   const stopped = await show(ns, 'ActiveState', 'Result', 'ExecMainStatus');
   t.same([stopped.ActiveState, stopped.Result, stopped.ExecMainStatus], ['inactive', 'success', '0'], 'exit status 0, not killed');
-  const log = await agentLog(ns);
-  t.ok(log.some((l) => l.msg === 'stopping' && l.signal === 'SIGTERM') && log.some((l) => l.msg === 'stopped'), 'the agent logged its clean stop');
+  // journald reads the agent's stdout asynchronously: its last lines may land just after the exit.
+  const cleanStop = await waitFor(
+    async () => {
+      const log = await agentLog(ns!);
+      return log.some((l) => l.msg === 'stopping' && l.signal === 'SIGTERM') && log.some((l) => l.msg === 'stopped');
+    },
+    { timeoutMs: 5000, intervalMs: 200, what: "the agent's stop lines in the journal" },
+  ).catch(() => false);
+  t.ok(cleanStop, 'the agent logged its clean stop');
   t.notOk(
     (await ns.unitEvents('nodemedic.service')).some(
       (e) => e.realtimeUs >= stopBegan * 1000 && e.fromSystemd && /State 'stop-sigterm' timed out|Killing process|SIGKILL/.test(e.message),

@@ -34,7 +34,7 @@ const dsConfigText = configMap.data['config.yaml'] as string;
 t.test('the manifest is valid Kubernetes: the official models keep every field', async (t) => {
   t.same(docs.map((d) => d.kind), ['ConfigMap', 'DaemonSet']);
   // A misspelled field (hostPid, priviledged) is dropped by the generated models; a round trip shows it.
-  const roundTrip = (o: Obj, type: string): unknown => ObjectSerializer.serialize(ObjectSerializer.deserialize(o, type), type);
+  const roundTrip = (o: Obj, type: string): unknown => ObjectSerializer.serialize(ObjectSerializer.deserialize(o, type, ''), type, '');
   t.same(roundTrip(configMap, 'V1ConfigMap'), configMap, 'ConfigMap round-trips');
   t.same(roundTrip(daemonSet, 'V1DaemonSet'), daemonSet, 'DaemonSet round-trips');
   const misspelled = structuredClone(daemonSet);

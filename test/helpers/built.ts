@@ -2,7 +2,7 @@ import { existsSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-type Tap = { fail(msg?: string): void };
+type Tap = { fail(...args: any[]): unknown };
 
 /** The repository root (this file is test/helpers/built.ts). */
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');

@@ -112,8 +112,8 @@ abstract class SourceBase {
         if (v !== undefined) done(v);
       };
       const onAbort = (): void => done(false);
+      // Not unref'd: whoever waits expects an answer within timeoutMs.
       const timer = setTimeout(() => done(false), timeoutMs);
-      timer.unref?.();
       this.waiters.add(check);
       signal?.addEventListener('abort', onAbort, { once: true });
     });
@@ -313,7 +313,7 @@ export class JournaldSource extends SourceBase implements LogSource {
       }
       const why = `journalctl exited (${exitCode === undefined ? 'killed' : `code ${exitCode}`})${stderr ? `: ${firstLine(stderr)}` : ''}`;
       this.st.lastError = why;
-      if (delivered || ranMs >= this.o.backoffMaxMs) {
+      if (delivered || ranMs >= HEALTHY_RUN_MS) {
         this.backoffMs = this.o.backoffMinMs;
         this.consecutiveFailures = 0;
       } else {
@@ -409,7 +409,8 @@ export class JournaldSource extends SourceBase implements LogSource {
 
   /** Handles one output line; true when it was a valid record. */
   private handle(line: string): boolean {
-    const truncated = Buffer.byteLength(line) >= this.o.maxLineBytes - 3;
+    // UTF-8 takes at most 3 bytes per UTF-16 unit: most lines are known short without counting.
+    const truncated = line.length * 3 >= this.o.maxLineBytes - 3 && Buffer.byteLength(line) >= this.o.maxLineBytes - 3;
     const rec = parseJournalRecord(line, truncated);
     if (rec.kind === 'invalid') {
       if (truncated) this.st.truncatedLines++;
@@ -452,6 +453,8 @@ export class JournaldSource extends SourceBase implements LogSource {
   }
 }
 
+/** A journalctl that ran this long before exiting was working: its exit is a hiccup, not a failure. */
+const HEALTHY_RUN_MS = 10_000;
 /** How long `stop()` waits for journalctl to exit. */
 const STOP_WAIT_MS = 3000;
 
@@ -487,7 +490,7 @@ export class LineSplitter {
     let start = 0;
     for (let nl = chunk.indexOf(10, start); nl !== -1; nl = chunk.indexOf(10, start)) {
       this.take(chunk.subarray(start, nl));
-      this.flush();
+      this.emitLine();
       start = nl + 1;
     }
     if (start < chunk.length) this.take(chunk.subarray(start));
@@ -495,7 +498,10 @@ export class LineSplitter {
 
   /** Emits the unfinished line, if any (its file was rotated or truncated: no more will come). */
   flush(): void {
-    if (this.size === 0 && !this.overflow && this.parts.length === 0) return;
+    if (this.size > 0 || this.overflow) this.emitLine();
+  }
+
+  private emitLine(): void {
     const line = Buffer.concat(this.parts, this.size).toString('utf8');
     const truncated = this.overflow;
     this.parts = [];

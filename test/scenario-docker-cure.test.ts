@@ -29,8 +29,9 @@ t.test('scenario 2: hung dockerd -> kubelet restart, then docker restart, recove
   );
   t.match(ep, { trigger: 'docker', endReason: 'docker ok after restart-runtime' });
 
-  const kubeletStops = (await s.systemdEvents('kubelet')).filter((e) => e.jobType === 'stop' && /^Stopping /.test(e.message));
-  const dockerStops = (await s.systemdEvents('docker')).filter((e) => e.jobType === 'stop' && /^Stopping /.test(e.message));
+  const restartJobs = async (unit: string) => (await s.systemdEvents(unit)).filter((e) => e.jobType === 'restart' && e.result === 'done');
+  const kubeletStops = await restartJobs('kubelet');
+  const dockerStops = await restartJobs('docker');
   t.equal(kubeletStops.length, 1, "systemd's journal: one kubelet restart");
   t.equal(dockerStops.length, 1, "systemd's journal: one docker restart");
   t.ok(kubeletStops[0]!.realtimeUs < dockerStops[0]!.realtimeUs, 'kubelet first, docker second');

@@ -20,8 +20,9 @@ t.test('scenario 6a: dry-run walks the ladder, reports dry_run, restarts nothing
   t.match(ep, { state: 'exhausted' });
   t.equal(st.rebootRequested, false, 'a dry-run asks for no reboot');
   t.same(st.budgets.restartsPerHour.used, {}, 'and uses no budget');
-  t.equal(await s.stopJobs('kubelet'), 0, "systemd's journal: kubelet untouched");
-  t.equal(await s.stopJobs('docker'), 0, "systemd's journal: docker untouched");
+  t.equal(await s.restarts('kubelet'), 0, "systemd's journal: kubelet untouched");
+  t.equal(await s.restarts('docker'), 0, "systemd's journal: docker untouched");
+  t.equal((await s.stoppings('kubelet')) + (await s.stoppings('docker')), 0, 'nothing was even stopped');
   t.equal(await s.mainPid('kubelet'), kubeletPid);
   t.equal(await s.mainPid('docker'), dockerdPid);
   const metrics = await (await fetch(new URL('/metrics', agent.url))).text();
@@ -53,10 +54,11 @@ t.test('scenario 6b: pause holds an enforcing agent, across a restart, until res
   st = await agent2.status();
   t.equal(st.paused, true, 'still paused after the agent restart');
   t.same(st.recentActions, []);
-  t.equal(await s.stopJobs('kubelet'), 0, "systemd's journal: kubelet untouched while paused");
+  t.equal(await s.restarts('kubelet'), 0, "systemd's journal: kubelet untouched while paused");
+  t.equal(await s.stoppings('kubelet'), 0);
 
   const resumed = await s.cli('resume');
   t.same([resumed.code, resumed.stdout], [0, 'remediation resumed\n']);
   await agent2.waitStatus((x) => !x.paused && x.recentActions.some((a) => a.action === 'restart_kubelet' && a.result === 'success'), 'the kubelet restart after resume');
-  t.equal(await s.stopJobs('kubelet'), 1, 'after resume the ladder acts: one kubelet restart');
+  t.equal(await s.restarts('kubelet'), 1, 'after resume the ladder acts: one kubelet restart');
 });

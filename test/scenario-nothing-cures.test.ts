@@ -26,8 +26,8 @@ t.test('scenario 3: nothing cures it -> kubelet restart, docker restart, reboot 
   t.equal(st.rebootRequested, true, '/status: rebootRequested');
   t.match(st.rebootRequest, { episodeId: ep1.id, result: 'skipped' });
   t.match(ep1, { trigger: 'kubelet', state: 'exhausted' });
-  t.equal(await s.stopJobs('kubelet'), 1, "systemd's journal: kubelet restarted once");
-  t.equal(await s.stopJobs('docker'), 1, "systemd's journal: docker restarted once");
+  t.equal(await s.restarts('kubelet'), 1, "systemd's journal: kubelet restarted once");
+  t.equal(await s.restarts('docker'), 1, "systemd's journal: docker restarted once");
 
   // Exhausted: sweeps go on (kubelet still failing), no action follows.
   await sleep(4000);
@@ -56,8 +56,8 @@ t.test('scenario 3: nothing cures it -> kubelet restart, docker restart, reboot 
   const second = st.recentActions.filter((a) => a.episodeId === ep2.id);
   t.same(summary(second), ['restart_kubelet:skipped', 'restart_docker:skipped', 'reboot:skipped']);
   t.match(second.map((a) => a.detail).reverse(), [/budget spent: 1 of 1 restarts of kubelet/, /budget spent: 1 of 1 restarts of docker/, /budget spent: 1 of 1 reboot requests/]);
-  t.equal(await s.stopJobs('kubelet'), 1, 'journal: still one kubelet restart');
-  t.equal(await s.stopJobs('docker'), 1, 'journal: still one docker restart');
+  t.equal(await s.restarts('kubelet'), 1, 'journal: still one kubelet restart');
+  t.equal(await s.restarts('docker'), 1, 'journal: still one docker restart');
 
   const metrics = await (await fetch(new URL('/metrics', agent2.url))).text();
   for (const action of ['restart_kubelet', 'restart_docker', 'reboot']) {

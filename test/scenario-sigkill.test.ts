@@ -18,7 +18,7 @@ t.test('scenario 5: SIGKILL between steps, then a restarted agent resumes withou
   );
   agent1.kill();
   t.match(await agent1.exited, { signal: 'SIGKILL' }, 'the agent died by SIGKILL while settling after restart-kubelet');
-  t.equal(await s.stopJobs('kubelet'), 1);
+  t.equal(await s.restarts('kubelet'), 1);
 
   const agent2 = await s.startAgent();
   t.ok(agent2.lines(/resuming remediation episode from the state file/).length === 1, 'the new agent resumes the episode');
@@ -26,8 +26,8 @@ t.test('scenario 5: SIGKILL between steps, then a restarted agent resumes withou
   const st = await agent2.status();
   t.equal(st.episode?.id, ep.id, 'one episode, continued');
   t.same(summary(st.recentActions), ['restart_kubelet:success', 'restart_docker:success', 'reboot:skipped'], 'each step once');
-  t.equal(await s.stopJobs('kubelet'), 1, "systemd's journal: kubelet restarted once, not again after the kill");
-  t.equal(await s.stopJobs('docker'), 1, "systemd's journal: docker restarted once");
+  t.equal(await s.restarts('kubelet'), 1, "systemd's journal: kubelet restarted once, not again after the kill");
+  t.equal(await s.restarts('docker'), 1, "systemd's journal: docker restarted once");
 });
 
 t.test('scenario 5b: SIGKILL during a restart -> judged from the unit, not repeated', async (t) => {
@@ -55,6 +55,6 @@ t.test('scenario 5b: SIGKILL during a restart -> judged from the unit, not repea
   const st = await agent2.status();
   t.same(summary(st.recentActions), ['restart_kubelet:success', 'restart_docker:success', 'reboot:skipped']);
   t.match(st.recentActions.at(-1), { action: 'restart_kubelet', inferred: true });
-  t.equal(await s.stopJobs('kubelet'), 1, "systemd's journal: the kubelet restart was not repeated");
-  t.equal(await s.stopJobs('docker'), 1);
+  t.equal(await s.restarts('kubelet'), 1, "systemd's journal: the kubelet restart was not repeated");
+  t.equal(await s.restarts('docker'), 1);
 });

@@ -276,11 +276,24 @@ export class Scenario {
   }
 
   /**
-   * How often something stopped the unit while it ran, per systemd's journal: each `systemctl
-   * restart` (or stop) logs a `stop` job; a crash followed by `Restart=` does not.
+   * How often the unit was restarted, per systemd's journal: each restart job ends with a `Stopped`
+   * message carrying `JOB_TYPE=restart`, `JOB_RESULT=done`; a crash followed by `Restart=` has none.
+   */
+  async restarts(unit: string): Promise<number> {
+    return (await this.systemdEvents(unit)).filter((e) => e.jobType === 'restart' && e.result === 'done').length;
+  }
+
+  /**
+   * How often something stopped the unit while it ran (a restart or a stop), per systemd's journal:
+   * each logs a `Stopping` message with `JOB_TYPE=stop`; a crash followed by `Restart=` does not.
    */
   async stopJobs(unit: string): Promise<number> {
     return (await this.systemdEvents(unit)).filter((e) => e.jobType === 'stop' && /^Stopping /.test(e.message)).length;
+  }
+
+  /** How often anything began to stop the unit (restart or stop), per systemd's `Stopping` messages. */
+  async stoppings(unit: string): Promise<number> {
+    return (await this.systemdEvents(unit)).filter((e) => /^Stopping /.test(e.message)).length;
   }
 
   /** Starts of the unit that completed, per systemd's journal (the boot's start included). */

@@ -83,6 +83,32 @@ export interface HostOptions {
 }
 
 const MiB = 1024 * 1024;
+const COMMAND_ENV = { LC_ALL: 'C', SYSTEMD_PAGER: '', SYSTEMD_COLORS: '0' };
+
+/** Sends a signal to a whole process group; a group that is already gone is not an error. */
+function signalGroup(pid: number | undefined, signal: NodeJS.Signals): void {
+  if (!pid) return;
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // ESRCH: nothing left in the group.
+  }
+}
+
+// Detached children do not die with us; end their groups when the agent exits, however it exits.
+const liveGroups = new Set<number>();
+let exitHook = false;
+function trackGroup(pid: number | undefined): { release(): void } {
+  if (!pid) return { release() {} };
+  liveGroups.add(pid);
+  if (!exitHook) {
+    exitHook = true;
+    process.on('exit', () => {
+      for (const g of liveGroups) signalGroup(g, 'SIGKILL');
+    });
+  }
+  return { release: () => liveGroups.delete(pid) };
+}
 
 /** The real node. */
 export class RealHost implements Host {
@@ -103,31 +129,43 @@ export class RealHost implements Host {
     const argv = this.argv(cmd, opts.onHost);
     const [file, ...args] = argv as [string, ...string[]];
     const maxBuffer = opts.maxOutputBytes ?? MiB;
-    const r = await execa(file, args, {
+    const child = execa(file, args, {
       reject: false,
       stdin: 'ignore',
-      timeout: opts.timeoutMs,
-      killSignal: 'SIGTERM',
-      forceKillAfterDelay: opts.killAfterMs ?? 2000,
       maxBuffer,
       encoding: 'utf8',
       stripFinalNewline: false,
       // Commands are parsed, so keep their output stable whatever the operator's locale is.
-      env: { LC_ALL: 'C', SYSTEMD_PAGER: '', SYSTEMD_COLORS: '0' },
-      cleanup: true,
+      env: COMMAND_ENV,
+      // Its own process group, so a timeout reaches grandchildren too: `nsenter -p` forks, and
+      // killing only nsenter would leave a `systemctl` stuck on a hung PID 1 holding our pipes.
+      detached: true,
     });
+    const group = trackGroup(child.pid);
+    let timedOut = false;
+    let killTimer: NodeJS.Timeout | undefined;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      signalGroup(child.pid, 'SIGTERM');
+      killTimer = setTimeout(() => signalGroup(child.pid, 'SIGKILL'), opts.killAfterMs ?? 2000);
+    }, opts.timeoutMs);
+    const r = await child;
+    clearTimeout(timer);
+    clearTimeout(killTimer);
+    group.release();
     const code = (r as { code?: string }).code;
     const notFound = code === 'ENOENT' || code === 'EACCES';
     const result: CommandResult = {
       argv,
-      exitCode: r.timedOut || r.isMaxBuffer ? undefined : r.exitCode,
+      exitCode: timedOut || r.isMaxBuffer ? undefined : r.exitCode,
       stdout: typeof r.stdout === 'string' ? r.stdout : '',
       stderr: typeof r.stderr === 'string' ? r.stderr : '',
-      timedOut: r.timedOut,
+      timedOut,
       notFound,
       outputCapped: r.isMaxBuffer,
     };
-    if (r.failed) result.error = (r.shortMessage ?? '').split('\n')[0] || 'command failed';
+    if (timedOut) result.error = `timed out after ${opts.timeoutMs} ms: ${argv.join(' ')}`;
+    else if (r.failed) result.error = (r.shortMessage ?? '').split('\n')[0] || 'command failed';
     return result;
   }
 
@@ -141,10 +179,10 @@ export class RealHost implements Host {
       buffer: false,
       stdout: 'pipe',
       stderr: 'pipe',
-      forceKillAfterDelay: 2000,
-      env: { LC_ALL: 'C', SYSTEMD_PAGER: '', SYSTEMD_COLORS: '0' },
-      cleanup: true,
+      env: COMMAND_ENV,
+      detached: true,
     });
+    const group = trackGroup(child.pid);
     let stderr = '';
     child.stderr?.on('data', (b: Buffer) => {
       if (stderr.length < 4096) stderr += b.toString('utf8').slice(0, 4096 - stderr.length);
@@ -176,15 +214,18 @@ export class RealHost implements Host {
       parts.push(Buffer.from(piece));
       size += piece.length;
     }
-    const exited = child.then(
-      (r) => ({ exitCode: r.exitCode, signal: r.signal, stderr }),
-      (e: { exitCode?: number; signal?: string }) => ({ exitCode: e.exitCode, signal: e.signal, stderr }),
-    );
+    const exited = child
+      .then(
+        (r) => ({ exitCode: r.exitCode, signal: r.signal, stderr }),
+        (e: { exitCode?: number; signal?: string }) => ({ exitCode: e.exitCode, signal: e.signal, stderr }),
+      )
+      .finally(() => group.release());
     return {
       pid: child.pid,
       exited,
       kill: () => {
-        child.kill('SIGTERM');
+        signalGroup(child.pid, 'SIGTERM');
+        setTimeout(() => signalGroup(child.pid, 'SIGKILL'), 2000).unref();
       },
     };
   }

@@ -289,3 +289,23 @@ t.test('without Kubernetes access: unknown NoKubernetesAccess; a bad kubeconfig 
     message: /kubernetes\.kubeconfig: cannot read \/nonexistent\/kubeconfig/,
   });
 });
+
+t.test('config: defaults beside the checks, durations validated with the key path named', async (t) => {
+  const { resolveConfig } = await import('../agent/config.js');
+  const c = resolveConfig({});
+  t.same(c.checks['stuck-pods'], { enabled: true, stuckTerminatingAfter: '5m', stuckStartingAfter: '10m', timeout: '10s' });
+  t.same(c.checks['node-ready'], { enabled: true, notReadyFor: '1m', timeout: '10s' });
+  t.ok(c.remediation.triggers.includes('stuck-pods'), 'stuck-pods triggers the ladder by default');
+  t.notOk(c.remediation.triggers.includes('node-ready'), 'node-ready is opt-in');
+  let problems = '';
+  try {
+    resolveConfig({ checks: { 'stuck-pods': { stuckTerminatingAfter: '5', stuckStartingAfter: 10 }, 'node-ready': { notReadyFor: '-1m', grace: '1m' } } });
+  } catch (e) {
+    problems = ((e as { problems?: string[] }).problems ?? [(e as Error).message]).join('\n');
+  }
+  t.match(problems, /checks\.stuck-pods\.stuckTerminatingAfter: must be a duration with a unit \(500ms, 10s, 5m, 2h\), got "5"/);
+  t.match(problems, /checks\.stuck-pods\.stuckStartingAfter: must be string/);
+  t.match(problems, /checks\.node-ready\.notReadyFor: must be a duration with a unit .*got "-1m"/);
+  t.match(problems, /checks\.node-ready\.grace: unknown key/);
+  t.doesNotThrow(() => resolveConfig({ remediation: { triggers: ['node-ready', 'stuck-pods'] } }), 'both may be listed as triggers');
+});

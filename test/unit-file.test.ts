@@ -132,7 +132,9 @@ t.test('the unit keeps what the agent needs and what systemd-notify attribution 
   const watchdog = values('Service', 'WatchdogSec')[0] ?? '';
   const start = values('Service', 'TimeoutStartSec')[0] ?? '';
   t.match(watchdog, /^\d+s$/);
-  t.ok(parseInt(watchdog, 10) >= 3 * 15, 'WatchdogSec covers 3 default sweep intervals (the /healthz rule)');
+  // The pings come from a timer gated on sweep health, so WatchdogSec need not cover a sweep
+  // interval; it must ride out event-loop stalls (GC, a CPU-starved node) without a restart.
+  t.ok(parseInt(watchdog, 10) >= 30, 'WatchdogSec leaves room for event-loop stalls');
   t.ok(parseInt(start, 10) >= 30, 'TimeoutStartSec leaves room for the first sweep');
   t.same(values('Install', 'WantedBy'), ['multi-user.target']);
 });

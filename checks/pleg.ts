@@ -8,7 +8,7 @@
  */
 import type { Host } from '../agent/host.js';
 import { formatDuration, parseDuration } from '../agent/duration.js';
-import { classifyKubeletLine, type PlegClassification, type PlegLabel } from './pleg-classify.js';
+import { classifyKubeletLine, type PlegLabel } from './pleg-classify.js';
 import { FileSource, JournaldSource, type LogLine, type LogSource, type SourceStatus } from './log-source.js';
 import { showUnit, type UnitState } from './systemd-unit.js';
 import { unknown, type BaseCheckOptions, type Check, type CheckDefinition, type CheckDeps, type Finding } from './types.js';
@@ -101,11 +101,20 @@ export interface QuotedLine {
 interface Sample {
   timeMs: number;
   quoted: QuotedLine;
-  classification: PlegClassification;
+  lastSeenActiveMs?: number;
+  neverRelisted?: boolean;
+}
+
+/**
+ * A copy that shares no memory with `s`: V8 keeps a slice (or a regex capture) of a string as a
+ * view of the whole, so a 20-character capture kept for the evidence would pin a 256 KiB line.
+ */
+function detach(s: string): string {
+  return Buffer.from(s, 'utf8').toString('utf8');
 }
 
 function quote(line: string): string {
-  return line.length > MAX_QUOTED_CHARS ? `${line.slice(0, MAX_QUOTED_CHARS - 1)}…` : line;
+  return detach(line.length > MAX_QUOTED_CHARS ? `${line.slice(0, MAX_QUOTED_CHARS - 1)}…` : line);
 }
 
 function iso(ms: number | undefined): string | null {
@@ -279,13 +288,14 @@ export class PlegMonitor implements Check {
     this.rings.get(c.label)!.push(l.timeMs);
     const sample = (): Sample => ({
       timeMs: l.timeMs,
-      classification: c,
+      ...(c.lastSeenActiveMs !== undefined ? { lastSeenActiveMs: c.lastSeenActiveMs } : {}),
+      ...(c.neverRelisted ? { neverRelisted: true } : {}),
       quoted: {
         time: new Date(l.timeMs).toISOString(),
         label: c.label,
         line: quote(l.text),
-        ...(c.lastSeenActive !== undefined ? { lastSeenActive: c.lastSeenActive } : {}),
-        ...(c.threshold !== undefined ? { threshold: c.threshold } : {}),
+        ...(c.lastSeenActive !== undefined ? { lastSeenActive: detach(c.lastSeenActive) } : {}),
+        ...(c.threshold !== undefined ? { threshold: detach(c.threshold) } : {}),
       },
     });
     if (c.label === 'pleg-relist-error') this.lastRelist = sample();
@@ -306,8 +316,8 @@ export class PlegMonitor implements Check {
   private countsTowardProblem(label: PlegLabel, timeMs: number): boolean {
     if (label === 'pleg-unhealthy' || label === 'node-notready-pleg') return true;
     if (label !== 'pleg-startup') return false;
-    // Uptime is judged from kubelet's start, or, not knowing it, from when we began to watch:
-    // the later of the two is the safe side (no alarm from a normal start-up).
+    // Uptime is judged from kubelet's start; not knowing it, from when we began to watch, which can
+    // only make kubelet look younger than it is (no alarm from a normal start-up).
     const since = this.kubeletStartMs ?? this.startedAtMs;
     return timeMs - since > this.graceMs;
   }
@@ -346,7 +356,7 @@ export class PlegMonitor implements Check {
         ? `; GenericPLEG failed to list pods ${times(w.counts['pleg-relist-error'], w.capped)}: the container runtime is not answering`
         : '';
     if (this.episode) {
-      const last = this.last?.classification;
+      const last = this.last;
       const detail =
         last?.lastSeenActiveMs !== undefined
           ? `pleg was last seen active ${formatDuration(last.lastSeenActiveMs)} ago`

@@ -107,7 +107,7 @@ class LadderRemediator implements Remediator {
     this.clock = deps.clock ?? deps.host.clock;
     this.logger = deps.logger;
     this.store = new StateStore(deps.config.stateDir, deps.logger);
-    this.rebooter = deps.drainRebooter ?? createRebootRequester(deps.logger);
+    this.rebooter = deps.drainRebooter ?? createRebootRequester(deps.logger, deps.recordAction);
     this.commandTimeoutMs = parseDuration(deps.config.remediation.commandTimeout);
     this.metrics = deps.registry
       ? new LadderMetrics(deps.registry, { state: () => this.state, policy: () => this.policy(), now: () => this.clock.now() })
@@ -173,7 +173,7 @@ class LadderRemediator implements Remediator {
     await this.store.save(next);
     this.state = next;
     for (const [a, o] of outcomes) {
-      if (a.action) this.deps.recordAction(a.action, o.result);
+      if (a.action && a.step !== 'drain-reboot') this.deps.recordAction(a.action, o.result);
       this.logger.warn({ episodeId: a.episodeId, step: a.step, action: a.action, unit: a.unit, result: o.result, detail: o.detail }, 'interrupted action judged after restart');
     }
   }
@@ -297,9 +297,11 @@ class LadderRemediator implements Remediator {
 
   private async carryOut(a: ActionRecord): Promise<void> {
     let outcome: ActionOutcome;
+    let threw = false;
     try {
       outcome = await this.execute(a);
     } catch (e) {
+      threw = true;
       outcome = { result: 'failure', detail: `${a.step} failed: ${(e as Error).message}`, at: this.clock.now() };
     }
     await this.serial(async () => {
@@ -313,7 +315,8 @@ class LadderRemediator implements Remediator {
         this.logger.error({ err: e, stateFile: this.store.path }, 'cannot persist an action outcome');
       }
       this.state = next;
-      if (a.action) this.deps.recordAction(a.action, outcome.result);
+      // The DrainRebooter counts its own actions (types.ts); restarts are counted here.
+      if (a.action && (a.step !== 'drain-reboot' || threw)) this.deps.recordAction(a.action, outcome.result);
       const level = outcome.result === 'failure' ? 'error' : outcome.result === 'skipped' ? 'warn' : 'info';
       const ep = next.episode;
       this.logger[level](

@@ -32,6 +32,10 @@ export interface Remediator {
 /**
  * The ladder's last step. Without Kubernetes it only records the request; with Kubernetes access it
  * runs guards, takes the reboot Lease, cordons, drains and reboots (issue 5).
+ *
+ * Implementations count what they do in `nodemedic_remediation_actions_total` themselves (`reboot`,
+ * and `cordon`, `drain`, `uncordon` where they do them) with the agent's ActionRecorder; the ladder
+ * counts only drain-reboot steps it skips without calling `requestDrainReboot` (budget spent).
  */
 export interface DrainRebooter {
   requestDrainReboot(req: { episodeId: string; reason: string; dryRun: boolean }): Promise<{

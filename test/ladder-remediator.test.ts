@@ -60,6 +60,52 @@ t.test('a corrupt state file at start: kept aside, error logged and shown, no re
   await r.stop();
 });
 
+t.test('drain-reboot goes to the DrainRebooter, which counts its own actions', async (t) => {
+  const dir = await tempDir(t);
+  const rec = recorder();
+  const calls: { episodeId: string; reason: string; dryRun: boolean }[] = [];
+  const r = createRemediator({
+    config: config(dir, [], { steps: ['drain-reboot'] }),
+    host: new RealHost(),
+    logger: capture().logger,
+    recordAction: rec.record,
+    drainRebooter: {
+      async requestDrainReboot(req) {
+        calls.push(req);
+        return { result: 'failure', detail: 'drain timed out; rolled back' };
+      },
+    },
+  });
+  await r.start();
+  await r.afterSweep(sweep('problem', Date.now() - 60_000));
+  await waitFor(() => (r.status().recentActions as { result: string }[])[0]?.result === 'failure', { timeoutMs: 5000, what: 'the outcome' });
+  t.equal(calls.length, 1);
+  t.match(calls[0], { episodeId: /-1$/, reason: /kubelet still failing/, dryRun: false });
+  t.match(r.status(), { rebootRequested: true, rebootRequest: { result: 'failure', detail: 'drain timed out; rolled back' } });
+  t.same(rec.calls, [], 'the ladder does not count what the DrainRebooter counts');
+  await r.stop();
+
+  const dir2 = await tempDir(t);
+  const rec2 = recorder();
+  const r2 = createRemediator({
+    config: config(dir2, [], { steps: ['drain-reboot'] }),
+    host: new RealHost(),
+    logger: capture().logger,
+    recordAction: rec2.record,
+    drainRebooter: {
+      async requestDrainReboot() {
+        throw new Error('API client exploded');
+      },
+    },
+  });
+  await r2.start();
+  await r2.afterSweep(sweep('problem', Date.now() - 60_000));
+  await waitFor(() => rec2.calls.length === 1, { timeoutMs: 5000, what: 'the failure' });
+  t.same(rec2.calls, [['reboot', 'failure']], 'a DrainRebooter that throws: counted as a failure by the ladder');
+  t.match(r2.status(), { recentActions: [{ result: 'failure', detail: 'drain-reboot failed: API client exploded' }] });
+  await r2.stop();
+});
+
 t.test('inconsistent remediation config is refused with key paths', async (t) => {
   const dir = await tempDir(t);
   const cfg = config(dir, [], { firstStep: { pleg: 'drain-reboot' }, steps: ['restart-kubelet'] });

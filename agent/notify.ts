@@ -83,8 +83,11 @@ export class SystemdNotifier implements ServiceNotifier {
 
   async send(assignments: readonly string[]): Promise<NotifyOutcome> {
     if (!this.socket) return { sent: false, why: 'disabled' };
-    for (const a of assignments) {
-      if (!/^[A-Z_][A-Z0-9_]*=[^\n]*$/.test(a)) throw new TypeError(`not a single-line KEY=VALUE notification: ${JSON.stringify(a)}`);
+    const bad = assignments.find((a) => !/^[A-Z_][A-Z0-9_]*=[^\n]*$/.test(a));
+    if (bad !== undefined) {
+      const error = `not a single-line KEY=VALUE notification: ${JSON.stringify(bad)}`;
+      this.logger.error({ notify: assignments }, error);
+      return { sent: false, why: 'failed', error };
     }
     // At most two senders at once: a WATCHDOG=1 never queues behind a sender stuck waiting on PID 1.
     if (this.inFlight >= 2) return { sent: false, why: 'busy' };
@@ -151,7 +154,8 @@ export function sweepStatus(results: readonly CheckResult[]): string {
   const count = (s: string): number => results.filter((r) => r.status === s).length;
   const problems = results.filter((r) => r.status === 'problem').map((r) => `${r.check} (${r.reason})`);
   const head = `${results.length} checks: ${count('ok')} ok, ${count('problem')} problem, ${count('unknown')} unknown`;
-  return (problems.length ? `${head}; problem: ${problems.join(', ')}` : head).slice(0, 400);
+  // One line: a newline would end the STATUS= assignment.
+  return (problems.length ? `${head}; problem: ${problems.join(', ')}` : head).replace(/\s+/g, ' ').slice(0, 400);
 }
 
 /**

@@ -60,10 +60,10 @@ t.test('SystemdNotifier reads and then unsets the systemd variables', async (t) 
   t.same(env, { KEEP: '1' }, 'children (systemctl, journalctl) do not inherit them');
 });
 
-t.test('SystemdNotifier rejects what cannot be one notification line', async (t) => {
-  const n = new SystemdNotifier({ env: { NOTIFY_SOCKET: '/x' }, logger: silent, unsetEnvironment: false });
-  await t.rejects(n.send(['READY=1\nMAINPID=1']), /single-line KEY=VALUE/);
-  await t.rejects(n.send(['ready']), /single-line KEY=VALUE/);
+t.test('SystemdNotifier refuses, without throwing, what cannot be one notification line', async (t) => {
+  const n = new SystemdNotifier({ env: { NOTIFY_SOCKET: '/x' }, logger: silent, unsetEnvironment: false, command: '/nonexistent/systemd-notify' });
+  t.match(await n.send(['READY=1\nMAINPID=1']), { sent: false, why: 'failed', error: /single-line KEY=VALUE/ });
+  t.match(await n.send(['ready']), { sent: false, why: 'failed', error: /single-line KEY=VALUE.*"ready"/ });
 });
 
 t.test('a missing systemd-notify is reported once, by name, and never throws', async (t) => {
@@ -164,6 +164,7 @@ t.test('sweepStatus stays one bounded line', async (t) => {
   const line = sweepStatus(many);
   t.ok(line.length <= 400);
   t.notMatch(line, /\n/);
+  t.equal(sweepStatus([result('odd\ncheck', 'problem', 'Two\nLines')]), '1 checks: 0 ok, 1 problem, 0 unknown; problem: odd check (Two Lines)');
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -204,7 +204,7 @@ function endEpisode(s: LadderState, ep: Episode, state: Episode['state'], now: n
   ep.endedAt = now;
   ep.endReason = why;
   ep.judgeAt = null;
-  if (state === 'exhausted') s.latch = { episodeId: ep.id, triggers: [...ep.triggers], since: now };
+  if (state === 'exhausted') s.latch = { episodeId: ep.id, triggers: [...ep.triggers], since: now, mode: ep.mode };
 }
 
 type StepResolution =
@@ -319,6 +319,11 @@ export function decide(state: LadderState, observed: Observed, now: number, p: L
   const inFlight = s.actions.find((a) => !a.outcome);
   if (inFlight) return out({ kind: 'wait', until: null, why: `action ${inFlight.id} (${inFlight.step}) has no outcome yet` }, 'debug', 'waiting for an action in flight');
 
+  if (s.latch?.mode && s.latch.mode !== p.mode) {
+    // A dry run that ran out of steps must not hold back enforcement (nor the reverse).
+    events.push(`exhausted ${s.latch.mode} episode ${s.latch.episodeId} does not hold the ladder in ${p.mode} mode`);
+    s.latch = null;
+  }
   if (s.latch) {
     const latch = s.latch;
     const stillBad = triggers.filter((t) => status(t) === 'problem');
@@ -337,6 +342,10 @@ export function decide(state: LadderState, observed: Observed, now: number, p: L
 
   if (!ep) {
     const problems = triggers.filter((t) => status(t) === 'problem');
+    if (!problems.length && s.rebootRequest && triggers.every((t) => !m.has(t) || status(t) === 'ok' || NOT_HERE.has(m.get(t)!.reason))) {
+      events.push(`reboot request of episode ${s.rebootRequest.episodeId} withdrawn: every trigger is ok`);
+      s.rebootRequest = null;
+    }
     if (!problems.length) return out({ kind: 'none', why: 'no trigger is a problem' }, events.length ? 'info' : 'debug', events.length ? 'ladder armed' : 'all triggers fine');
     const due = problems.filter((t) => now - s.problemSince[t]! >= p.graceMs);
     if (!due.length) {

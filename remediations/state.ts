@@ -61,7 +61,7 @@ const stateSchema = {
           type: 'object',
           required: ['episodeId', 'triggers', 'since'],
           additionalProperties: false,
-          properties: { episodeId: { type: 'string' }, triggers: strList, since: ms },
+          properties: { episodeId: { type: 'string' }, triggers: strList, since: ms, mode },
         },
       ],
     },

@@ -167,7 +167,7 @@ export interface LadderState {
    * Set when an episode is exhausted: no action until each of `triggers` is `ok` again and no
    * trigger is `problem`.
    */
-  latch: { episodeId: string; triggers: string[]; since: number } | null;
+  latch: { episodeId: string; triggers: string[]; since: number; /** The exhausted episode's mode; another mode is not held by it. */ mode?: 'dry-run' | 'enforce' } | null;
   budgets: {
     /** Per unit, when real (enforce) restarts were ordered, within the last hour. */
     restarts: Record<string, number[]>;

@@ -678,6 +678,29 @@ t.test('mode changes', async (t) => {
   });
 });
 
+t.test('an exhausted dry-run episode does not hold back enforce', async (t) => {
+  const sim = simAtEpisodeStart(policy({ mode: 'dry-run', steps: ['restart-kubelet'] }));
+  sim.complete(sim.tick(PLEG_BAD), 'dry_run');
+  sim.advance(2 * MIN);
+  t.match(sim.tick(PLEG_BAD).next, { kind: 'none', why: 'exhausted' });
+  t.match(sim.state.latch, { mode: 'dry-run' });
+  t.match(sim.tick(PLEG_BAD).next, { kind: 'none', why: /is exhausted/ }, 'held in dry-run');
+  sim.p = policy({ mode: 'enforce', steps: ['restart-kubelet'] });
+  const d = sim.tick(PLEG_BAD);
+  t.match(act(d), { action: 'restart_kubelet', mode: 'enforce' });
+  t.match(d.log.events[0], /exhausted dry-run episode .* does not hold the ladder in enforce mode/);
+});
+
+t.test('a reboot request is withdrawn once every trigger is ok', async (t) => {
+  const sim = new Sim();
+  sim.state.rebootRequest = { episodeId: 'e', at: T0, reason: 'r', result: 'skipped', detail: 'd' };
+  sim.tick({ pleg: 'unknown' });
+  t.ok(sim.state.rebootRequest, 'kept while a trigger is unknown');
+  const d = sim.tick();
+  t.equal(sim.state.rebootRequest, null);
+  t.match(d.log.events, [/reboot request of episode e withdrawn/]);
+});
+
 t.test('applyOutcome', async (t) => {
   const sim = simAtEpisodeStart(policy({ steps: ['drain-reboot'] }));
   const d = sim.tick(PLEG_BAD);

@@ -83,7 +83,7 @@ t.test('the DaemonSet config: valid, nsenter into PID 1, host paths through /pro
 t.test("the DaemonSet runs as the Kubernetes issue's ServiceAccount, defined in systemd-units/kubernetes/", async (t) => {
   const pod = daemonSet.spec.template.spec as Obj;
   if (!existsSync(RBAC_DIR)) {
-    t.fail(`${RBAC_DIR} does not exist yet: it must define ServiceAccount ${pod.serviceAccountName} in ${daemonSet.metadata.namespace}`, { todo: 'the Kubernetes issue (5) writes the RBAC' });
+    t.fail(`${RBAC_DIR} is missing: it must define ServiceAccount ${pod.serviceAccountName} in ${daemonSet.metadata.namespace}`);
     return;
   }
   const objects = readdirSync(RBAC_DIR)

@@ -154,11 +154,14 @@ function normalizeNode(node: K8sObject): void {
 }
 
 export class FakeApiServer {
-  readonly token: string;
+  /** The bearer token clients must send; a test may change it. */
+  token: string;
   readonly nodes = new Map<string, K8sObject>();
   readonly pods = new Map<string, K8sObject>();
   readonly leases = new Map<string, K8sObject>();
   readonly events: K8sObject[] = [];
+  /** `namespace/name` → Secret, for `make-kubeconfig.sh` (it reads the ServiceAccount token Secret). */
+  readonly secrets = new Map<string, K8sObject>();
   pdbs: FakePdb[] = [];
   readonly requests: RequestRecord[] = [];
   /** Applies to every request until changed. */
@@ -365,6 +368,11 @@ export class FakeApiServer {
           }
           if (p.length === 6 && method === 'DELETE') return [200, this.deletePod(ns, name, q, body)];
           if (p.length === 7 && p[6] === 'eviction' && method === 'POST') return [201, this.evict(ns, name, q, body)];
+        }
+        if (resource === 'secrets' && p.length === 6 && method === 'GET') {
+          const secret = this.secrets.get(key(ns, at(5)));
+          if (!secret) throw notFound('secrets', at(5));
+          return [200, secret];
         }
         if (resource === 'events') {
           if (p.length === 5 && method === 'POST') return [201, this.createEvent(ns, body)];
@@ -755,6 +763,7 @@ function coreResourceList(): K8sObject {
       // kubectl drain finds the eviction subresource here and uses its group/version (policy/v1).
       r('pods/eviction', 'Eviction', true, ['create'], { group: 'policy', version: 'v1' }),
       r('events', 'Event', true, ['create', 'list'], { shortNames: ['ev'] }),
+      r('secrets', 'Secret', true, ['get']),
     ],
   };
 }

@@ -6,7 +6,7 @@ import { validateDetailed } from 'node-cron';
 import { parseDocument } from 'yaml';
 import { CHECK_DEFINITIONS } from '../checks/index.js';
 import type { BaseCheckOptions } from '../checks/types.js';
-import { remediationDefaults, remediationSchema, type RemediationOptions } from '../remediations/config.js';
+import { remediationDefaults, remediationProblems, remediationSchema, type RemediationOptions } from '../remediations/config.js';
 import { DURATION_PATTERN } from './duration.js';
 import { ConfigError } from './errors.js';
 
@@ -177,6 +177,9 @@ export function resolveConfig(user: unknown, source = '(inline)'): Config {
     throw new ConfigError(source, problems);
   }
   const cfg = merged as Config;
+  // Rules across keys, which a schema cannot say (a trigger must be a check that a restart can cure).
+  const crossKey = remediationProblems(cfg.remediation, CHECK_DEFINITIONS.map((d) => d.id));
+  if (crossKey.length) throw new ConfigError(source, crossKey);
   if (!cfg.nodeName) cfg.nodeName = hostname();
   return cfg;
 }

@@ -14,7 +14,7 @@ export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', '
 
 /** The effective configuration (defaults merged). Keys fixed by SPEC.md are marked there. */
 export interface Config {
-  /** The node the agent acts for; empty means the host name. */
+  /** The node the agent acts for; empty means `$NODEMEDIC_NODE_NAME`, else the host name. */
   nodeName: string;
   http: { listen: string };
   /** node-cron expression with a seconds field, for the check sweep. */
@@ -180,7 +180,8 @@ export function resolveConfig(user: unknown, source = '(inline)'): Config {
   // Rules across keys, which a schema cannot say (a trigger must be a check that a restart can cure).
   const crossKey = remediationProblems(cfg.remediation, CHECK_DEFINITIONS.map((d) => d.id));
   if (crossKey.length) throw new ConfigError(source, crossKey);
-  if (!cfg.nodeName) cfg.nodeName = hostname();
+  // In a DaemonSet the downward API's spec.nodeName is the truth; the host name may differ from the Node's name.
+  if (!cfg.nodeName) cfg.nodeName = process.env.NODEMEDIC_NODE_NAME || hostname();
   return cfg;
 }
 

@@ -1,3 +1,4 @@
+import { STEP_NAMES } from './config.js';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { LadderPolicy } from './decide.js';
 import type { Episode, EpisodeState, LadderState } from './types.js';
@@ -70,10 +71,13 @@ export class LadderMetrics {
         this.set({ kind: 'reboot' }, held ? 0 : Math.max(0, p.rebootsPerDay - used));
       },
     });
-    const existing = registry.getSingleMetric(EPISODES_TOTAL);
-    this.episodes =
-      (existing as Counter<'result' | 'step'> | undefined) ??
-      new Counter({ name: EPISODES_TOTAL, help: 'Remediation episodes ended, by result (recovered, exhausted, abandoned) and the last step taken.', labelNames: ['result', 'step'], registers });
+    const existing = registry.getSingleMetric(EPISODES_TOTAL) as Counter<'result' | 'step'> | undefined;
+    if (existing) this.episodes = existing;
+    else {
+      this.episodes = new Counter({ name: EPISODES_TOTAL, help: 'Remediation episodes ended, by result (recovered, exhausted, abandoned) and the last step taken.', labelNames: ['result', 'step'], registers });
+      // Every series from 0, so that increase() sees the first episode after an agent (re)start.
+      for (const result of ['recovered', 'exhausted', 'abandoned']) for (const step of [...STEP_NAMES, 'none']) this.episodes.inc({ result, step }, 0);
+    }
   }
 
   episodeEnded(s: LadderState, ep: Episode): void {

@@ -127,3 +127,14 @@ t.test('cross-key rules of the remediation section are validated too', async (t)
     `remediation.triggers.2: no check named "nope" (checks: ${defaultConfig().checks ? Object.keys(defaultConfig().checks).join(', ') : ''})`,
   ]);
 });
+
+t.test('an empty nodeName comes from $NODEMEDIC_NODE_NAME (downward API), else the host name', async (t) => {
+  const saved = process.env.NODEMEDIC_NODE_NAME;
+  t.teardown(() => {
+    if (saved === undefined) delete process.env.NODEMEDIC_NODE_NAME;
+    else process.env.NODEMEDIC_NODE_NAME = saved;
+  });
+  process.env.NODEMEDIC_NODE_NAME = 'ip-10-0-0-1.ec2.internal';
+  t.equal(resolveConfig({}).nodeName, 'ip-10-0-0-1.ec2.internal');
+  t.equal(resolveConfig({ nodeName: 'explicit' }).nodeName, 'explicit', 'the config wins');
+});

@@ -21,6 +21,10 @@ import {
   runs,
   readRss,
   REPO_ROOT,
+  summarizeProfile,
+  FIRST_PARTY_FILE,
+  PACKAGE,
+  type ProfileSummary,
   sleep,
   stopChild,
   table,
@@ -83,81 +87,6 @@ async function startReplica(kind: Kind, profileDir?: string): Promise<Replica> {
   return r;
 }
 
-
-interface ProfileNode {
-  id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number };
-  children?: number[];
-}
-
-/** Where a `--cpu-prof` profile's busy time went: by check file, in child-process spawning, in GC, top self frames. */
-export interface ProfileSummary {
-  totalS: number;
-  busyMs: number;
-  spawnMs: number;
-  execaMs: number;
-  gcMs: number;
-  byFile: [string, number][];
-  topSelf: [string, number][];
-}
-
-/** Summarizes the samples between `fromMs` and `toMs` after the profile's start (the measurement window). */
-function summarizeProfile(file: string, fromMs: number, toMs: number): ProfileSummary {
-  const p = JSON.parse(readFileSync(file, 'utf8')) as { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] };
-  const byId = new Map(p.nodes.map((n) => [n.id, n]));
-  const parent = new Map<number, number>();
-  for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
-  const short = (n: ProfileNode) => {
-    const url = n.callFrame.url.replace(/^file:\/\//, '').replace(/.*\/node_modules\//, '').replace(`${REPO_ROOT}/`, '');
-    return `${n.callFrame.functionName || '(anonymous)'} ${url}${url ? `:${n.callFrame.lineNumber + 1}` : ''}`;
-  };
-  let total = 0;
-  let idle = 0;
-  let spawnUs = 0;
-  let execaUs = 0;
-  let gcUs = 0;
-  const self = new Map<string, number>();
-  const byFile = new Map<string, number>();
-  let at = 0;
-  p.samples.forEach((id, i) => {
-    const d = p.timeDeltas[i] ?? 0;
-    at += d;
-    if (at < fromMs * 1000 || at > toMs * 1000) return;
-    total += d;
-    const n = byId.get(id);
-    if (!n) return;
-    if (n.callFrame.functionName === '(idle)') {
-      idle += d;
-      return;
-    }
-    if (n.callFrame.functionName === '(garbage collector)') gcUs += d;
-    self.set(short(n), (self.get(short(n)) ?? 0) + d);
-    // Inclusive attribution: each stack counted once per category and per check/agent file.
-    let inSpawn = false;
-    let inExeca = false;
-    const files = new Set<string>();
-    for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) {
-      const f = byId.get(cur)!.callFrame;
-      if (f.functionName === 'spawn' && f.url === 'node:child_process') inSpawn = true;
-      if (f.url.includes('/node_modules/execa/')) inExeca = true;
-      const m = /\/dist\/((?:checks|agent|remediations)\/[^/]+\.js)$/.exec(f.url);
-      if (m) files.add(m[1]!);
-    }
-    if (inSpawn) spawnUs += d;
-    if (inExeca) execaUs += d;
-    for (const f of files) byFile.set(f, (byFile.get(f) ?? 0) + d);
-  });
-  const ms = (us: number) => us / 1000;
-  return {
-    totalS: total / 1e6,
-    busyMs: ms(total - idle),
-    spawnMs: ms(spawnUs),
-    execaMs: ms(execaUs),
-    gcMs: ms(gcUs),
-    byFile: [...byFile].sort((a, b) => b[1] - a[1]).slice(0, 8).map(([k, v]) => [k, ms(v)]),
-    topSelf: [...self].sort((a, b) => b[1] - a[1]).slice(0, 6).map(([k, v]) => [k, ms(v)]),
-  };
-}
 
 /**
  * An ESM resolve hook (registered through `--import data:...`) that appends the package name of every
@@ -274,7 +203,7 @@ export async function footprint(opts: StepOptions): Promise<StepReport> {
     for (const r of [...all, ...(profiled ? [profiled] : [])]) rmSync(r.dir, { recursive: true, force: true });
     try {
       const f = readdirSync(profileDir).find((n) => n.endsWith('.cpuprofile'));
-      if (f && profileWindow) profile = summarizeProfile(join(profileDir, f), ...profileWindow);
+      if (f && profileWindow) profile = summarizeProfile(join(profileDir, f), { fromMs: profileWindow[0], toMs: profileWindow[1], groups: { file: FIRST_PARTY_FILE, pkg: PACKAGE } });
     } catch (e) {
       opts.log(`footprint: could not read the CPU profile: ${(e as Error).message}`);
     }
@@ -308,7 +237,7 @@ export async function footprint(opts: StepOptions): Promise<StepReport> {
   const agentMiB = median(rssMiB('agent-default'));
   const budgetMiB = 1.6 * bareRss;
   const pct = (x: number, of: number) => `${fmt((x / of) * 100, 2)} %`;
-  const spawnShare = profile ? profile.execaMs / profile.busyMs : undefined;
+  const spawnShare = profile ? profile.spawnMs / profile.busyMs : undefined;
 
   const loadedModules = modules.filter((m) => m.loaded);
   const rssClose =
@@ -320,8 +249,8 @@ export async function footprint(opts: StepOptions): Promise<StepReport> {
     'loaded only where used, e.g. ajv only for `config validate` with a hand-written check at start-up)';
   const cpuClose = profile
     ? `a CPU profile of a default-config agent over the window: ${fmt(profile.busyMs)} ms busy in ${fmt(profile.totalS)} s, ` +
-      `${pct(profile.execaMs, profile.busyMs)} of it in execa (${pct(profile.spawnMs, profile.busyMs)} in child_process.spawn itself), ` +
-      `${pct(profile.gcMs, profile.busyMs)} GC; by file (inclusive): ${profile.byFile.slice(0, 5).map(([f, v]) => `${f} ${pct(v, profile!.busyMs)}`).join(', ')}. ` +
+      `${pct(profile.groups.pkg?.find(([k]) => k === 'execa')?.[1] ?? 0, profile.busyMs)} of it in execa (${pct(profile.spawnMs, profile.busyMs)} in child_process.spawn itself), ` +
+      `${pct(profile.gcMs, profile.busyMs)} GC; by file (inclusive): ${(profile.groups.file ?? []).slice(0, 5).map(([f, v]) => `${f} ${pct(v, profile!.busyMs)}`).join(', ')}. ` +
       'Every sweep starts commands (`systemctl show` for kubelet, and for docker/containerd when their socket is absent; ' +
       '`rpm -q systemd` and `systemctl --version` for systemd-version); the children themselves add ' +
       `${fmt(cpuDefault - cpuDefaultOwn, 2)} points. Cache the systemd version (it changes only with a package update), ` +
@@ -369,9 +298,9 @@ export async function footprint(opts: StepOptions): Promise<StepReport> {
     '',
     profile
       ? `**Where the CPU goes.** One extra default-config agent ran under \`--cpu-prof\` over the same window (not in the figures ` +
-        `above): ${fmt(profile.busyMs)} ms busy in ${fmt(profile.totalS)} s. Inclusive: execa ${pct(profile.execaMs, profile.busyMs)} ` +
+        `above): ${fmt(profile.busyMs)} ms busy in ${fmt(profile.totalS)} s. Inclusive: execa ${pct(profile.groups.pkg?.find(([k]) => k === 'execa')?.[1] ?? 0, profile.busyMs)} ` +
         `(child_process.spawn ${pct(profile.spawnMs, profile.busyMs)}), GC ${pct(profile.gcMs, profile.busyMs)}. By file: ` +
-        profile.byFile.map(([f, v]) => `${f} ${pct(v, profile!.busyMs)}`).join(', ') +
+        (profile.groups.file ?? []).slice(0, 8).map(([f, v]) => `${f} ${pct(v, profile!.busyMs)}`).join(', ') +
         '. Top self time: ' +
         profile.topSelf.map(([f, v]) => `\`${f}\` ${fmt(v)} ms`).join(', ') +
         '.'

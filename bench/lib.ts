@@ -297,3 +297,153 @@ export function loadAverage(): string {
     return 'unknown';
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// harness steps (bench/*.mts, run by run.ts in a child process)
+
+/** Cleanups a harness step registers; run on SIGTERM/SIGINT (run.ts's time limit) as well as at the end. */
+const cleanups: (() => Promise<unknown> | unknown)[] = [];
+
+/** Registers a cleanup (stop a daemon, remove a directory); they run last-registered first. */
+export function onCleanup(fn: () => Promise<unknown> | unknown): void {
+  cleanups.push(fn);
+}
+
+async function runCleanups(log: (m: string) => void): Promise<void> {
+  while (cleanups.length) {
+    const fn = cleanups.pop()!;
+    try {
+      await fn();
+    } catch (e) {
+      log(`cleanup failed: ${(e as Error).message}`);
+    }
+  }
+}
+
+/**
+ * The main of a harness step script: `--result FILE --only a,b [--quick]`. Runs `steps` (those asked
+ * for), writes their reports as JSON to FILE, and always runs the registered cleanups, also when
+ * stopped by SIGTERM/SIGINT.
+ */
+export async function harnessMain(steps: Partial<Record<StepId, (o: StepOptions) => Promise<StepReport>>>): Promise<void> {
+  const { parseArgs } = await import('node:util');
+  const { writeFileSync } = await import('node:fs');
+  const { values } = parseArgs({ options: { result: { type: 'string' }, only: { type: 'string' }, quick: { type: 'boolean', default: false } } });
+  if (!values.result) throw new Error('--result FILE is required');
+  const ids = (values.only ?? Object.keys(steps).join(',')).split(',').filter(Boolean) as StepId[];
+  const log = (msg: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+  let stopping = false;
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(sig, () => {
+      if (stopping) return;
+      stopping = true;
+      log(`${sig}: cleaning up`);
+      void runCleanups(log).finally(() => process.exit(1));
+    });
+  }
+  const reports: StepReport[] = [];
+  try {
+    for (const id of ids) {
+      const step = steps[id];
+      if (!step) throw new Error(`this script has no step ${id}`);
+      try {
+        reports.push(await step({ quick: !!values.quick, log }));
+      } catch (e) {
+        // One step failing must not cost the others their figures; run.ts fills in the title and goals.
+        log(`${id}: failed: ${(e as Error).stack ?? String(e)}`);
+        reports.push({ id, title: id, measured: false, why: `the step failed: ${(e as Error).message}`, body: '', goals: [] });
+      }
+      writeFileSync(values.result, JSON.stringify(reports));
+    }
+  } finally {
+    await runCleanups(log);
+  }
+  process.exit(0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU profiles (`node --cpu-prof`)
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  children?: number[];
+}
+
+/** Groups for `summarizeProfile`: the agent's own compiled files, and npm packages. */
+export const FIRST_PARTY_FILE = /\/dist\/((?:checks|agent|remediations)\/[^/]+\.js)$/;
+export const PACKAGE = /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//;
+
+/** Where a profile's busy time went. Times in ms; group entries are inclusive and sorted, largest first. */
+export interface ProfileSummary {
+  totalS: number;
+  busyMs: number;
+  /** Inclusive in child_process.spawn (the synchronous part of starting a command). */
+  spawnMs: number;
+  gcMs: number;
+  groups: Record<string, [string, number][]>;
+  topSelf: [string, number][];
+}
+
+/**
+ * Summarizes the samples of a .cpuprofile between `fromMs` and `toMs` after its start. Each group
+ * regex's first capture, taken from every frame of a sample's stack, gets that sample's time once.
+ */
+export function summarizeProfile(file: string, opts: { fromMs?: number; toMs?: number; groups?: Record<string, RegExp> } = {}): ProfileSummary {
+  const p = JSON.parse(readFileSync(file, 'utf8')) as { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] };
+  const byId = new Map(p.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const short = (n: ProfileNode) => {
+    const url = n.callFrame.url.replace(/^file:\/\//, '').replace(/.*\/node_modules\//, '').replace(`${REPO_ROOT}/`, '');
+    return `${n.callFrame.functionName || '(anonymous)'} ${url}${url ? `:${n.callFrame.lineNumber + 1}` : ''}`.trim();
+  };
+  const from = (opts.fromMs ?? 0) * 1000;
+  const to = (opts.toMs ?? Infinity) * 1000;
+  const groups = Object.entries(opts.groups ?? {});
+  const acc = new Map<string, Map<string, number>>(groups.map(([g]) => [g, new Map()]));
+  let total = 0;
+  let idle = 0;
+  let spawnUs = 0;
+  let gcUs = 0;
+  let at = 0;
+  const self = new Map<string, number>();
+  p.samples.forEach((id, i) => {
+    const d = p.timeDeltas[i] ?? 0;
+    at += d;
+    if (at < from || at > to) return;
+    total += d;
+    const n = byId.get(id);
+    if (!n) return;
+    if (n.callFrame.functionName === '(idle)') {
+      idle += d;
+      return;
+    }
+    if (n.callFrame.functionName === '(garbage collector)') gcUs += d;
+    self.set(short(n), (self.get(short(n)) ?? 0) + d);
+    let inSpawn = false;
+    const seen = new Set<string>();
+    for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) {
+      const f = byId.get(cur)!.callFrame;
+      if (f.functionName === 'spawn' && f.url === 'node:child_process') inSpawn = true;
+      for (const [g, re] of groups) {
+        const m = re.exec(f.url);
+        const key = m?.[1];
+        if (key === undefined || seen.has(`${g}\0${key}`)) continue;
+        seen.add(`${g}\0${key}`);
+        const map = acc.get(g)!;
+        map.set(key, (map.get(key) ?? 0) + d);
+      }
+    }
+    if (inSpawn) spawnUs += d;
+  });
+  const sorted = (m: Map<string, number>) => [...m].sort((a, b) => b[1] - a[1]).map(([k, v]) => [k, v / 1000] as [string, number]);
+  return {
+    totalS: total / 1e6,
+    busyMs: (total - idle) / 1000,
+    spawnMs: spawnUs / 1000,
+    gcMs: gcUs / 1000,
+    groups: Object.fromEntries([...acc].map(([g, m]) => [g, sorted(m).slice(0, 10)])),
+    topSelf: sorted(self).slice(0, 6),
+  };
+}

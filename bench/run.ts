@@ -106,7 +106,11 @@ async function runScript(spec: StepSpec, ids: StepId[], quick: boolean): Promise
       // no result file: reported below
     }
     const why = timedOut ? `the step ran over its ${limitMs / 1000} s limit and was stopped` : `bench/${spec.script} exited with ${code} without a result (see its output above)`;
-    return ids.map((id) => reports.find((r) => r.id === id) ?? notMeasured(id, why, STEP_GOALS[id]));
+    return ids.map((id) => {
+      const r = reports.find((x) => x.id === id);
+      if (!r) return notMeasured(id, why, STEP_GOALS[id]);
+      return r.measured ? r : { ...notMeasured(id, r.why ?? 'no reason given', STEP_GOALS[id]), ...(r.body ? { body: r.body } : {}), data: r.data };
+    });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

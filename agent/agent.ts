@@ -5,6 +5,7 @@ import { CHECK_DEFINITIONS } from '../checks/index.js';
 import type { CheckDefinition, CheckResult } from '../checks/types.js';
 import { createRemediator } from '../remediations/index.js';
 import { lazyKubeAccess } from '../remediations/kubernetes/client.js';
+import { createKubernetesIntegration, type KubernetesIntegration } from '../remediations/kubernetes/index.js';
 import type { DrainRebooter, Remediator } from '../remediations/types.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
@@ -68,6 +69,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   private intervalMs = 15_000;
   private address: string | undefined;
   private readonly drainRebooter: DrainRebooter | undefined;
+  /** Drain-reboot, post-boot recovery, Node conditions and events (remediations/kubernetes). */
+  private kubernetes: KubernetesIntegration;
 
   constructor(private readonly opts: AgentOptions) {
     super();
@@ -79,6 +82,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.host = opts.host ?? new RealHost({ commandPrefix: this.config.hostCommandPrefix, clock: this.clock });
     this.sweeper = new Sweeper(this.clock, this.logger);
     this.drainRebooter = opts.drainRebooter;
+    this.kubernetes = this.makeKubernetes();
     this.remediator = this.makeRemediator();
   }
 
@@ -98,9 +102,13 @@ export class Agent extends EventEmitter<AgentEvents> {
       logger: this.logger.child({ component: 'remediation' }),
       recordAction: this.metrics.recordAction,
       registry: this.metrics.registry,
-      ...(this.drainRebooter ? { drainRebooter: this.drainRebooter } : {}),
+      drainRebooter: this.drainRebooter ?? this.kubernetes.drainRebooter,
       requestSweep: (only) => this.sweep(only),
     });
+  }
+
+  private makeKubernetes(): KubernetesIntegration {
+    return createKubernetesIntegration({ config: this.config, host: this.host, logger: this.logger, clock: this.clock, recordAction: this.metrics.recordAction });
   }
 
   private buildChecks(only?: readonly string[]): ActiveCheck[] {
@@ -150,6 +158,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.checks = this.buildChecks(only);
     await this.startChecks();
     if (this.opts.serve === false) return;
+    // Finishes or rolls back a drain-reboot from before this start (or the reboot), before the ladder acts.
+    await this.kubernetes.onStartup();
     await this.remediator.start();
     await this.listen();
     this.schedule();
@@ -210,6 +220,8 @@ export class Agent extends EventEmitter<AgentEvents> {
         this.emit('sweep', results);
         // Remediation acts on full sweeps only; a partial sweep is the ladder asking to judge a step.
         if (this.opts.serve !== false) await this.remediator.afterSweep(this.results());
+        // Node conditions and post-boot recovery talk to the API server: never hold up the sweep loop.
+        if (this.opts.serve !== false) void this.kubernetes.afterSweep(this.results());
       }
       return results;
     } catch (e) {
@@ -246,6 +258,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       healthy: this.healthy().ok,
       results: this.results(),
       remediation: this.remediator.status(),
+      kubernetes: this.kubernetes.status(),
     };
   }
 
@@ -262,6 +275,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     await this.sweeping;
     await this.stopChecks(old);
     await this.remediator.stop();
+    await this.kubernetes.stop();
     this.checks = this.buildChecks();
     for (const c of old) {
       if (!this.checks.some((n) => n.id === c.id)) {
@@ -270,7 +284,9 @@ export class Agent extends EventEmitter<AgentEvents> {
       }
     }
     await this.startChecks();
+    this.kubernetes = this.makeKubernetes();
     this.remediator = this.makeRemediator();
+    await this.kubernetes.onStartup();
     await this.remediator.start();
     if (this.server && config.http.listen !== oldListen) {
       await this.server.close();
@@ -288,6 +304,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     await this.server?.close();
     this.server = undefined;
     await this.remediator.stop();
+    await this.kubernetes.stop();
     await this.stopChecks(this.checks);
   }
 }

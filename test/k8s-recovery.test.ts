@@ -230,7 +230,7 @@ t.test('without Kubernetes access: a request only, or a reboot without drain whe
   const off = mk(false);
   const r1 = await off.controller.requestDrainReboot({ episodeId: 'e1', reason: 'x', dryRun: false });
   t.equal(r1.result, 'skipped');
-  t.match(r1.detail, /no Kubernetes access: the reboot stays a request \(set remediation.rebootWithoutDrain/);
+  t.match(r1.detail, /reboot requested, not performed: there is no Kubernetes access.*remediation.rebootWithoutDrain: true/);
   t.equal(off.host.reboots, 0);
   const on = mk(true);
   const r2 = await on.controller.requestDrainReboot({ episodeId: 'e2', reason: 'x', dryRun: false });

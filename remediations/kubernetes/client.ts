@@ -231,6 +231,43 @@ export function lazyKubeAccess(kubeconfig: string, opts: ConnectOptions = {}): K
   };
 }
 
+/**
+ * Which access `connectKubernetes` would use, decided without reading or loading anything:
+ * `kubeconfig FILE`, `in-cluster`, or undefined for none.
+ */
+export function kubeAccessKind(kubeconfig: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (kubeconfig) return `kubeconfig ${kubeconfig}`;
+  if (env.KUBERNETES_SERVICE_HOST && env.KUBERNETES_SERVICE_PORT && existsSync(SA_TOKEN)) return 'in-cluster';
+  return undefined;
+}
+
+/**
+ * A KubeApi that connects through `source` on its first call. A failure to connect (an unreadable
+ * kubeconfig) is that call's KubeApiError (status 0, reason `NoAccess`), so callers fail closed
+ * instead of the agent failing to start; the next call tries again.
+ */
+export function lazyKubeApi(source: KubeAccessSource, describe: string): KubeApi {
+  return new Proxy({} as KubeApi, {
+    get(_target, prop) {
+      if (prop === 'server') return describe;
+      // Not a thenable: `await api` must not call into the API.
+      if (typeof prop !== 'string' || prop === 'then') return undefined;
+      return async (...args: unknown[]) => {
+        let access: KubeAccess | undefined;
+        try {
+          access = await source.get();
+        } catch (e) {
+          throw new KubeApiError(prop, 0, 'NoAccess', (e as Error).message);
+        }
+        if (!access) throw new KubeApiError(prop, 0, 'NoAccess', 'no Kubernetes access is configured');
+        const f = (access.api as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[prop];
+        if (typeof f !== 'function') throw new TypeError(`KubeApi has no method ${prop}`);
+        return f.apply(access.api, args);
+      };
+    },
+  });
+}
+
 /** Maps client-node's ApiException (body: the Status JSON text) and transport errors to KubeApiError. */
 function toKubeError(op: string, e: unknown, timeoutMs: number): KubeApiError {
   const err = e as { code?: unknown; body?: unknown; name?: string; type?: string; message?: string };

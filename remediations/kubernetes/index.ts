@@ -5,12 +5,13 @@
  * `remediation.rebootWithoutDrain` is set).
  *
  * Wiring (agent/agent.ts):
- *   const k8s = await createKubernetesIntegration({ config, host, logger, clock, recordAction });
- *   new Agent({ ..., drainRebooter: k8s.drainRebooter });
- *   await k8s.onStartup();          // once, before the first sweep: finishes or rolls back what was in flight
- *   await k8s.afterSweep(results);  // after every full sweep: conditions, recovery after a boot
- *   k8s.status();                   // for /status
- *   await k8s.stop();               // on shutdown
+ *   const k8s = createKubernetesIntegration({ config, host, logger, clock, recordAction });
+ *   createRemediator({ ..., drainRebooter: k8s.drainRebooter });
+ *   await k8s.onStartup();         // once, before the first sweep: finishes or rolls back what was in flight
+ *   void k8s.afterSweep(results);  // after every full sweep: conditions, recovery after a boot (never overlaps)
+ *   k8s.status();                  // for /status
+ *   await k8s.stop();              // on shutdown and before a config reload
+ * Nothing is loaded or connected until the first API call (client-node takes about a second to load).
  */
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from '../../agent/clock.js';
@@ -18,7 +19,7 @@ import type { Config } from '../../agent/config.js';
 import type { Host } from '../../agent/host.js';
 import type { CheckResult } from '../../checks/types.js';
 import type { ActionRecorder } from '../types.js';
-import { connectKubernetes, type ConnectOptions, type KubeAccess } from './client.js';
+import { kubeAccessKind, lazyKubeAccess, lazyKubeApi, type ConnectOptions, type KubeAccess, type KubeAccessSource } from './client.js';
 import { DrainRebootController, type EpisodeEnd, type Tuning } from './rebooter.js';
 
 export { connectKubernetes, KubeApiError, type KubeAccess, type KubeApi } from './client.js';
@@ -35,7 +36,9 @@ export interface KubernetesIntegrationDeps {
   tuning?: Tuning;
   onEpisodeEnd?: (end: EpisodeEnd) => void;
   connect?: ConnectOptions;
-  /** Already connected access (tests, the CLI); skips `connectKubernetes`. `null`: none. */
+  /** A shared, lazily connecting access for `kubernetes.kubeconfig` (the agent's); default a new one. */
+  access?: KubeAccessSource;
+  /** Already connected access (tests, the CLI); `null`: none. Overrides `kubernetes.kubeconfig`. */
   kube?: KubeAccess | null;
 }
 
@@ -54,13 +57,20 @@ export interface KubernetesIntegration {
 }
 
 /**
- * Connects (kubeconfig file, in-cluster, or none) and builds the controller. Throws an Error naming
- * `kubernetes.kubeconfig` when that file is set but unusable.
+ * Builds the controller for `kubernetes.kubeconfig` (a file), the in-cluster ServiceAccount, or none.
+ * Synchronous: the connection is made on the first API call, and a broken kubeconfig makes those calls
+ * fail (guards then refuse, naming `kubernetes.kubeconfig`) rather than the agent fail to start.
  */
-export async function createKubernetesIntegration(deps: KubernetesIntegrationDeps): Promise<KubernetesIntegration> {
-  const kube = deps.kube === undefined ? await connectKubernetes(deps.config.kubernetes.kubeconfig, deps.connect) : (deps.kube ?? undefined);
+export function createKubernetesIntegration(deps: KubernetesIntegrationDeps): KubernetesIntegration {
+  let kube: KubeAccess | undefined;
+  if (deps.kube !== undefined) {
+    kube = deps.kube ?? undefined;
+  } else {
+    const kind = kubeAccessKind(deps.config.kubernetes.kubeconfig, deps.connect?.env);
+    if (kind) kube = { source: kind, api: lazyKubeApi(deps.access ?? lazyKubeAccess(deps.config.kubernetes.kubeconfig, deps.connect), kind) };
+  }
   const logger = deps.logger.child({ component: 'kubernetes' });
-  if (kube) logger.info({ access: kube.source, server: kube.api.server }, 'Kubernetes access configured');
+  if (kube) logger.info({ access: kube.source }, 'Kubernetes access configured');
   else logger.info('no Kubernetes access (kubernetes.kubeconfig empty, not in a pod): drain, cordon, conditions and events are off');
   const controller = new DrainRebootController({
     config: deps.config,

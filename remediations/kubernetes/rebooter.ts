@@ -373,13 +373,21 @@ export class DrainRebootController implements DrainRebooter {
 
   /** Without Kubernetes: the reboot stays a request unless `rebootWithoutDrain` is set. */
   private async withoutKubernetes(req: DrainRebootRequest): Promise<DrainRebootResult> {
-    if (!this.r.rebootWithoutDrain) {
-      this.action('reboot', 'skipped');
-      return { result: 'skipped', detail: 'no Kubernetes access: the reboot stays a request (set remediation.rebootWithoutDrain: true to reboot without a drain)' };
-    }
     if (req.dryRun) {
       this.action('reboot', 'dry_run');
-      return { result: 'dry_run', detail: 'dry run: would reboot without a drain (no Kubernetes access, remediation.rebootWithoutDrain)' };
+      return {
+        result: 'dry_run',
+        detail: this.r.rebootWithoutDrain
+          ? 'dry-run: would reboot without a drain (no Kubernetes access, remediation.rebootWithoutDrain)'
+          : 'dry-run: would request a drain and reboot (without Kubernetes access only the request is recorded)',
+      };
+    }
+    if (!this.r.rebootWithoutDrain) {
+      const detail =
+        'reboot requested, not performed: there is no Kubernetes access to drain the node first; drain it and reboot it by hand, or configure kubernetes.kubeconfig (or set remediation.rebootWithoutDrain: true to reboot without a drain)';
+      this.logger.warn({ episode: req.episodeId, reason: req.reason }, detail);
+      this.action('reboot', 'skipped');
+      return { result: 'skipped', detail };
     }
     const window = windowGuard(this.r.rebootWindow, this.d.clock.now());
     if (!window.ok) {
@@ -644,6 +652,26 @@ export class DrainRebootController implements DrainRebooter {
    */
   async afterSweep(results: readonly CheckResult[]): Promise<void> {
     this.lastResults = results;
+    // Never two at once: with a slow API server, a sweep's housekeeping may outlast the next sweep.
+    if (this.housekeeping) {
+      this.housekeepingAgain = true;
+      return this.housekeeping;
+    }
+    this.housekeeping = (async () => {
+      do {
+        this.housekeepingAgain = false;
+        await this.housekeepOnce(this.lastResults);
+      } while (this.housekeepingAgain && !this.stopped);
+    })().finally(() => {
+      this.housekeeping = undefined;
+    });
+    return this.housekeeping;
+  }
+
+  private housekeeping: Promise<void> | undefined;
+  private housekeepingAgain = false;
+
+  private async housekeepOnce(results: readonly CheckResult[]): Promise<void> {
     try {
       const plan = this.planCache;
       if (plan?.phase === 'recovering') await this.checkRecovery();
@@ -690,8 +718,10 @@ export class DrainRebootController implements DrainRebooter {
     this.stopRecoveryTimer();
     this.drainAbort?.abort();
     if (this.inflight) {
-      await Promise.race([this.inflight, new Promise((r) => setTimeout(r, 60_000).unref())]);
+      // Within systemd's TimeoutStopSec (30 s); what is left undone is in the plan for the next start.
+      await Promise.race([this.inflight, new Promise((r) => setTimeout(r, 25_000).unref())]);
     }
+    if (this.housekeeping) await Promise.race([this.housekeeping, new Promise((r) => setTimeout(r, 5_000).unref())]);
     this.lease?.stopRenewing();
   }
 }

@@ -10,6 +10,7 @@ import t from 'tap';
 import { CORDON_TOKEN, CORDONED_BY } from '../remediations/kubernetes/cordon.js';
 import { makeNode, makePod } from './fake-apiserver/fixtures.js';
 import { agentlet, result, spawnCli, startCluster, until, writeNodeConfigFile, type Cluster } from './fake-apiserver/harness.js';
+import { startAgent } from './helpers/agent.js';
 import { requireComponent } from './helpers/require.js';
 
 const SELF = 'worker-1';
@@ -102,4 +103,39 @@ t.test('killed after the reboot was issued: the next boot recovers and uncordons
   await until(() => !c.fake.node(SELF).spec.unschedulable, 5000);
   t.same(a.ends.map((e) => e.outcome), ['recovered']);
   t.notOk(c.fake.leases.get('kube-system/nodemedic-reboot-0')!.spec.holderIdentity);
+});
+
+t.test('the real daemon (nodemedic run) restarted after a SIGKILL mid-drain rolls back, then publishes conditions', async (t) => {
+  if (!existsSync(new URL('../dist/agent/cli.js', import.meta.url)) && !(await requireComponent(t, 'the built CLI (npm run build)', ['__nodemedic_dist_missing__'], false))) return;
+  const c = await startCluster(t, { msPerGraceSecond: 300 });
+  populate(c);
+  const cfg = writeNodeConfigFile(c, SELF, { maxUnhealthyNodes: 3, drain: { timeout: '10m' } });
+  const child = spawnCli(t, ['reboot', '--config', cfg.path, '--reason', 'daemon restart test']);
+  await until(() => c.fake.requests.filter((r) => r.status === 429).length >= 1, 30_000, 5);
+  child.proc.kill('SIGKILL');
+  await child.exited;
+  t.ok(c.fake.node(SELF).spec.unschedulable, 'left cordoned by the killed process');
+  t.ok(ownerRecordHolds(c, cfg.stateDir).ok, 'with its owner record');
+  const off = { enabled: false };
+  const agent = await startAgent({
+    nodeName: SELF,
+    stateDir: cfg.stateDir,
+    hostCommandPrefix: ['/bin/sh', '-c', 'printf "%s\\n" "$*" >> "$0"', cfg.commandsFile],
+    kubernetes: { kubeconfig: c.kubeconfig },
+    remediation: { mode: 'off' },
+    checks: { disk: off, pleg: off, kubelet: off, docker: off, containerd: off, 'systemd-version': off, 'stuck-pods': off, 'node-ready': off },
+  });
+  t.teardown(() => agent.stop());
+  await until(() => !c.fake.node(SELF).spec.unschedulable, 30_000).catch(() => {
+    throw new Error(`the daemon did not roll back:\n${agent.logs()}`);
+  });
+  t.notOk(c.fake.node(SELF).metadata.annotations?.[CORDONED_BY], 'mark removed');
+  t.notOk(existsSync(join(cfg.stateDir, 'drain-reboot.json')), 'plan removed');
+  t.notOk(c.fake.leases.get('kube-system/nodemedic-reboot-0')?.spec.holderIdentity, 'lease released');
+  const status = (await (await fetch(`${agent.url}/status`)).json()) as { kubernetes: { kubernetes: string; plan: unknown } };
+  t.match(status.kubernetes, { kubernetes: `kubeconfig ${c.kubeconfig}`, plan: null });
+  await until(() => (c.fake.node(SELF).status.conditions as { type: string }[]).some((x) => x.type === 'RebootRequired'), 15_000);
+  t.match((c.fake.node(SELF).status.conditions as { type: string }[]).find((x) => x.type === 'RebootRequired'), { status: 'True', reason: 'DrainRebootFailed', message: /the agent stopped during the drain/ }, 'the daemon publishes node conditions: the reboot is still needed, and why it did not happen');
+  t.equal(await agent.stop(), 0, 'clean stop');
+  t.notOk(existsSync(cfg.commandsFile), 'nothing ran on the host');
 });

@@ -163,7 +163,7 @@ t.test('a PDB that never allows: timeout, rollback (uncordon, lease released), n
   const lease = c.fake.leases.get('kube-system/nodemedic-reboot-0')!;
   t.notOk(lease.spec.holderIdentity, 'the lease was released');
   t.same(c.fake.podsOn(SELF).map((x) => x.metadata.name).sort(), ['db-0', 'db-1', 'db-2', 'kube-proxy-a'], 'the PDB-protected pods were never evicted');
-  t.same(c.fake.events.map((e) => e.reason), ['NodemedicCordon', 'NodemedicDrainStarted', 'NodemedicDrainFailed', 'NodemedicRollback']);
+  t.same(c.fake.events.map((e) => e.reason), ['NodemedicCordon', 'NodemedicDrainStarted', 'NodemedicDrainFailed', 'NodemedicUncordon', 'NodemedicRollback']);
   t.equal(c.fake.events.find((e) => e.reason === 'NodemedicRollback')!.type, 'Warning');
   t.match(a.actions, [{ action: 'cordon', result: 'success' }, { action: 'drain', result: 'failure' }, { action: 'uncordon', result: 'success' }]);
   t.same(a.ends.map((e) => e.outcome), ['rolled-back']);

@@ -437,6 +437,7 @@ export class DrainRebootController implements DrainRebooter {
           if (u === 'uncordoned') {
             this.action('uncordon', 'success');
             notes.push(`uncordoned ${this.node}`);
+            await this.event({ reason: 'NodemedicUncordon', type: 'Normal', message: `uncordoned ${this.node}: the drain-reboot of episode ${plan.episodeId} was rolled back (${why})` });
           } else if (u === 'not-ours') notes.push(`left ${this.node} cordoned: its cordon mark is no longer ours`);
         } else if (plan.cordon?.preexistingBy) {
           notes.push(`left ${this.node} cordoned: it was cordoned by ${plan.cordon.preexistingBy} before`);

@@ -110,6 +110,9 @@ async function dockerHang(opts: StepOptions): Promise<StepReport> {
   const visible: number[] = [];
   const observed: number[] = [];
   const reasons = new Map<string, number>();
+  const late: string[] = [];
+  /** Late results that were `ok` because GET /info, not /_ping, went unanswered. */
+  let lateInfo = 0;
   for (let i = 0; i < trials; i++) {
     await until(agent, (r) => r.status === 'ok', 30_000, 50);
     // A random phase against the 1 s sweep, so the trials sample the whole interval.
@@ -117,7 +120,24 @@ async function dockerHang(opts: StepOptions): Promise<StepReport> {
     const wall0 = Date.now();
     const t0 = performance.now();
     dockerd.pause();
-    const { r, at } = await until(agent, (x) => x.status === 'problem', 30_000);
+    // Every result published after the stop that still said something else, to explain a slow trial.
+    const seen = new Map<string, CheckResult>();
+    const { r, at } = await until(
+      agent,
+      (x) => {
+        if (x.status !== 'problem' && Date.parse(x.observedAt) > wall0) seen.set(x.observedAt, x);
+        return x.status === 'problem';
+      },
+      30_000,
+    );
+    for (const x of seen.values()) {
+      const info = (x.evidence as { infoError?: string }).infoError;
+      if (x.status === 'ok' && info) lateInfo++;
+      late.push(
+        `trial ${i + 1} (${fmt(at - t0)} ms): ${fmt(Date.parse(x.observedAt) - wall0)} ms after the stop the check still returned ` +
+          `\`${x.status}\` ${x.reason}${info ? ` ("${info}")` : ''}`,
+      );
+    }
     visible.push(at - t0);
     observed.push(Date.parse(r.observedAt) - wall0);
     reasons.set(r.reason, (reasons.get(r.reason) ?? 0) + 1);
@@ -147,7 +167,15 @@ async function dockerHang(opts: StepOptions): Promise<StepReport> {
     `Reasons seen: ${[...reasons].map(([k, v]) => `${k} x${v}`).join(', ')}. What bounds it: the stop is noticed by the first probe ` +
       `that starts after it, i.e. at the next sweep (0-1 s with a 1 s schedule), and that probe reports \`DockerHung\` when ` +
       `its ${TIMEOUT_MS} ms timeout expires; so detection is the timeout plus up to one sweep interval plus the time to publish ` +
-      'the result. With the default 15 s schedule the same bound is timeout + up to 15 s.',
+      'the result. With the default 15 s schedule the same bound is timeout + up to 15 s.' +
+      (late.length
+        ? ` Trials where a result published after the stop still was not \`problem\`: ${late.join('; ')}.` +
+          (lateInfo
+            ? " A stop that falls after `GET /_ping` has answered but before `GET /info` has (the check's second request) leaves that " +
+              'probe waiting the rest of its timeout for /info and then reporting `ok` with `infoError`; the hang is only seen by the ' +
+              'next probe, one interval and one more timeout later.'
+            : '')
+        : ' No result published after a stop said anything but `problem`.'),
   ].join('\n');
   return {
     id: 'docker-hang',
@@ -163,6 +191,12 @@ async function dockerHang(opts: StepOptions): Promise<StepReport> {
         ...(p99 > limit
           ? {
               close:
+                (lateInfo
+                  ? 'the slowest trials are stops that fell between /_ping\'s answer and /info\'s: the docker check then reports `ok` ' +
+                    '(DockerHealthy with infoError) after waiting its whole timeout for /info, and only the next probe sees the hang; ' +
+                    'treating an /info timeout on a daemon that just answered /_ping as `DockerHung` (it is the same hung daemon) closes ' +
+                    'that; beyond it, '
+                  : '') +
                 'the probe starts only at the next sweep, so up to a whole interval is added to the timeout: start a probe ' +
                 'as soon as the previous one returns (a per-check cadence instead of the sweep tick), or run the sweep more often ' +
                 'than once a second for the daemon checks',
@@ -170,7 +204,7 @@ async function dockerHang(opts: StepOptions): Promise<StepReport> {
           : {}),
       },
     ],
-    data: { timeoutMs: TIMEOUT_MS, visibleMs: visible, observedMs: observed, reasons: Object.fromEntries(reasons) },
+    data: { timeoutMs: TIMEOUT_MS, visibleMs: visible, observedMs: observed, reasons: Object.fromEntries(reasons), late },
   };
 }
 

@@ -108,10 +108,16 @@ t.test('drain-reboot goes to the DrainRebooter, which counts its own actions', a
 
 t.test('inconsistent remediation config is refused with key paths', async (t) => {
   const dir = await tempDir(t);
-  const cfg = config(dir, [], { firstStep: { pleg: 'drain-reboot' }, steps: ['restart-kubelet'] });
+  const problems = ['remediation.firstStep.pleg: step "drain-reboot" is not in remediation.steps (restart-kubelet)'];
+  // Config validation refuses it (every command exits 78)...
+  t.throws(() => config(dir, [], { firstStep: { pleg: 'drain-reboot' }, steps: ['restart-kubelet'] }), { name: 'ConfigError', problems });
+  // ...and the remediator still refuses a config that bypassed validation.
+  const cfg = config(dir, [], {});
+  cfg.remediation.firstStep = { pleg: 'drain-reboot' };
+  cfg.remediation.steps = ['restart-kubelet'];
   t.throws(() => createRemediator({ config: cfg, host: new RealHost(), logger: capture().logger, recordAction: () => {} }), {
     name: 'ConfigError',
-    problems: ['remediation.firstStep.pleg: step "drain-reboot" is not in remediation.steps (restart-kubelet)'],
+    problems,
   });
 });
 
@@ -148,7 +154,7 @@ t.test('with a real systemd', async (t) => {
 
     await rm(join(dir, 'state.json'), { recursive: true });
     await r.afterSweep(sweep('problem', Date.now() - 60_000));
-    await waitFor(() => rec.calls.length === 1, { timeoutMs: 10_000, what: 'the restart outcome' });
+    await waitFor(() => rec.calls.length === 1, { timeoutMs: 20_000, what: "the restart outcome" });
     t.same(rec.calls, [['restart_kubelet', 'success']]);
     t.equal(await stops('kubelet'), 1);
     await r.stop();

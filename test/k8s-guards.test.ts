@@ -63,8 +63,8 @@ t.test('storm guard: counts other nodes NotReady or cordoned by nodemedic agains
   const self = nodes(0, 0, 3);
   self[0] = node({ name: SELF, ready: false });
   t.ok(stormGuard(self, SELF, 0).ok, 'this node being NotReady is why we are here; it does not count');
-  const admin = [node({ name: SELF }), node({ name: 'n1', unschedulable: true })];
-  t.ok(stormGuard(admin, SELF, 0).ok, 'an administrator cordon is not a nodemedic storm');
+  const admin = [node({ name: SELF }), node({ name: 'n1', unschedulable: true }), node({ name: 'n2', unschedulable: true, annotations: { [CORDONED_BY]: 'operator/alice' } })];
+  t.ok(stormGuard(admin, SELF, 0).ok, "an administrator's cordon, with or without nodemedic cordon, is not a storm");
 });
 
 t.test('capacity guard: first-fit of the requests into other Ready schedulable nodes', async (t) => {

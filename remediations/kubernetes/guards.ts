@@ -15,8 +15,12 @@ export function isReady(node: V1Node): boolean {
   return node.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
 }
 
+/**
+ * Cordoned by a nodemedic agent for its own drain-reboot (mark `agent/<node>`). An operator's
+ * `nodemedic cordon` is planned maintenance, not a sign of a storm; the capacity guard accounts for it.
+ */
 export function isCordonedByNodemedic(node: V1Node): boolean {
-  return !!node.spec?.unschedulable && node.metadata?.annotations?.[CORDONED_BY] !== undefined;
+  return !!node.spec?.unschedulable && (node.metadata?.annotations?.[CORDONED_BY] ?? '').startsWith('agent/');
 }
 
 /**
@@ -61,7 +65,9 @@ interface Room extends Resources {
 /**
  * Capacity guard: the CPU and memory requests of the pods to evict must fit into the free allocatable of
  * the other Ready, schedulable, untainted nodes. Placement is first-fit decreasing, pod by pod, so one
- * large pod that fits nowhere refuses the drain even when the total would fit.
+ * large pod that fits nowhere refuses the drain even when the total would fit. Node selectors,
+ * affinities and tolerations are not modelled: this is the runbook's "do the others have room", not a
+ * scheduler; a pod that cannot be placed for those reasons stays Pending, and its PDB, if any, holds the drain.
  */
 export function capacityGuard(nodes: readonly V1Node[], runningPods: readonly V1Pod[], self: string, toEvict: readonly V1Pod[]): GuardVerdict {
   const rooms = new Map<string, Room>();

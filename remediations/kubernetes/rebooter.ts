@@ -158,9 +158,13 @@ export class DrainRebootController implements DrainRebooter {
   async run(req: DrainRebootRequest): Promise<DrainRebootResult> {
     if (this.inflight) return this.finish({ result: 'skipped', detail: 'a drain-reboot is already running in this agent' });
     if (this.stopped) return this.finish({ result: 'skipped', detail: 'the agent is stopping' });
-    const p = this.runUnlocked(req).catch((e: unknown): DrainRebootResult => {
+    const p = this.runUnlocked(req).catch(async (e: unknown): Promise<DrainRebootResult> => {
       this.logger.error({ err: e }, 'drain-reboot failed unexpectedly');
-      return { result: 'failure', detail: `unexpected error: ${(e as Error).message}` };
+      const why = `unexpected error: ${(e as Error).message}`;
+      const plan = this.planCache;
+      // A cordon or Lease taken before the error must not outlive it.
+      if (plan && (plan.phase === 'leasing' || plan.phase === 'cordoning' || plan.phase === 'draining')) return this.rollback(plan, why, 'failure');
+      return { result: 'failure', detail: why };
     });
     this.inflight = p;
     try {

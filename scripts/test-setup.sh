@@ -14,5 +14,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# kubectl is the reference client the fake API server is checked against. It is not in Debian's own
+# archive; machines of this project's kind ship it. Try, and let its test say so if it is missing.
+if ! command -v kubectl >/dev/null 2>&1; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubectl >/dev/null 2>&1 || echo "test-setup: kubectl not available from apt (the kubectl tests need it)" >&2
+fi
 # Debian's packages start nothing here (no systemd as PID 1); the tests start their own daemons.
 echo "test-setup: ok (${pkgs[*]})"

@@ -145,3 +145,36 @@ t.test('a killed dockerd leaves its socket: DockerDown; the socket removed: NotI
   t.equal(gone.status, 'unknown');
   t.equal(gone.reason, 'NotInstalled');
 });
+
+t.test('a daemon that answers /_ping and then hangs on /info is DockerHung, not healthy', async (t) => {
+  // The race the benchmark caught with a real SIGSTOP: the stop lands between the two requests.
+  // A real HTTP server on a real unix socket that stops answering after /_ping makes it repeatable.
+  const { createServer } = await import('node:http');
+  const { mkdtemp } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = await mkdtemp(join(tmpdir(), 'nodemedic-docker-info-'));
+  const socketPath = join(dir, 'docker.sock');
+  const server = createServer((req, res) => {
+    if (req.url === '/_ping') res.end('OK');
+    // /info: never answered.
+  });
+  await new Promise<void>((r) => server.listen(socketPath, r));
+  t.teardown(async () => {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+    await rm(dir, { recursive: true, force: true });
+  });
+  const check = dockerCheck.create(
+    { ...dockerCheck.defaults, socket: socketPath, unit: NO_UNIT, timeout: '500ms' },
+    { host: new RealHost(), logger: pino({ level: 'silent' }), nodeName: 'n' },
+  );
+  const t0 = performance.now();
+  const f = await check.run(new AbortController().signal);
+  const took = performance.now() - t0;
+  t.equal(f.status, 'problem');
+  t.equal(f.reason, 'DockerHung');
+  t.match(f.message, /answered GET \/_ping but not GET \/info within 500ms/);
+  t.equal(f.evidence?.hungOn, '/info');
+  t.ok(took < 1500, `decided within the timeout (${took.toFixed(0)} ms)`);
+});

@@ -38,6 +38,62 @@ export interface AgentEvents {
 
 const MIN_CHECK_TIMEOUT_MS = 30_000;
 
+/** Least time between the starts of two runs a check asked for itself (CheckDeps.requestRun). */
+export const REQUESTED_RUN_MIN_GAP_MS = 200;
+
+/** A coalescing, rate-limited trigger (see `coalescedRequester`). */
+export interface Requester {
+  request(): void;
+  /** Cancels a pending run and waits for a running one; later requests are ignored. */
+  close(): Promise<void>;
+}
+
+/**
+ * Turns any number of `request()` calls into runs of `run`: never two at once, starts at least
+ * `minGapMs` apart, and a request made while a run is going gets one more run after it (that run
+ * may not have seen what prompted the request). A flood of requests costs one run per `minGapMs`.
+ */
+export function coalescedRequester(run: () => Promise<unknown>, minGapMs: number, onError: (e: unknown) => void): Requester {
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> | undefined;
+  let again = false;
+  let closed = false;
+  let lastStart = -Infinity;
+  const arm = (): void => {
+    if (closed || timer || running) return;
+    timer = setTimeout(fire, Math.max(0, lastStart + minGapMs - performance.now()));
+  };
+  const fire = (): void => {
+    timer = undefined;
+    lastStart = performance.now();
+    running = Promise.resolve()
+      .then(run)
+      .then(
+        () => undefined,
+        (e: unknown) => onError(e),
+      )
+      .finally(() => {
+        running = undefined;
+        if (again) {
+          again = false;
+          arm();
+        }
+      });
+  };
+  return {
+    request: () => {
+      if (running) again = true;
+      else arm();
+    },
+    close: async () => {
+      closed = true;
+      clearTimeout(timer);
+      timer = undefined;
+      await running;
+    },
+  };
+}
+
 /** How long the scheduler lets a check run before reporting it `unknown`. */
 export function checkRunTimeoutMs(def: CheckDefinition<any>, options: Record<string, unknown>): number {
   if (def.runTimeoutMs) return def.runTimeoutMs(options as never);
@@ -71,6 +127,10 @@ export class Agent extends EventEmitter<AgentEvents> {
   private readonly drainRebooter: DrainRebooter | undefined;
   /** Drain-reboot, post-boot recovery, Node conditions and events (remediations/kubernetes). */
   private kubernetes: KubernetesIntegration;
+  /** Per check: the run the agent started whose result is not yet published (see `inTurn`). */
+  private readonly turns = new Map<string, Promise<void>>();
+  /** The `requestRun` triggers of the current checks. */
+  private requesters: Requester[] = [];
 
   constructor(private readonly opts: AgentOptions) {
     super();
@@ -118,13 +178,60 @@ export class Agent extends EventEmitter<AgentEvents> {
     for (const def of CHECK_DEFINITIONS) {
       const options = this.config.checks[def.id];
       if (!options?.enabled || (only && !only.includes(def.id))) continue;
-      out.push({
+      const logger = this.logger.child({ check: def.id });
+      const requester = coalescedRequester(() => this.runRequested(active), REQUESTED_RUN_MIN_GAP_MS, (e) => logger.error({ err: e }, 'requested run failed'));
+      this.requesters.push(requester);
+      const active: ActiveCheck = {
         id: def.id,
-        check: def.create(options, { host: this.host, logger: this.logger.child({ check: def.id }), nodeName: this.config.nodeName, kube }),
+        check: def.create(options, { host: this.host, logger, nodeName: this.config.nodeName, kube, requestRun: requester.request }),
         timeoutMs: checkRunTimeoutMs(def, options),
-      });
+      };
+      out.push(active);
     }
     return out;
+  }
+
+  /**
+   * Runs `fn` once the previous run of check `id` that the agent started has published its result,
+   * so a requested run and a sweep never collide on a check (the Sweeper would answer the second
+   * `CheckStillRunning`); other checks of the sweep are not held up.
+   */
+  private async inTurn<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.turns.get(id);
+    let release!: () => void;
+    const mine = new Promise<void>((r) => (release = r));
+    const chained = (prev ?? Promise.resolve()).then(() => mine);
+    this.turns.set(id, chained);
+    try {
+      await prev;
+      return await fn();
+    } finally {
+      release();
+      if (this.turns.get(id) === chained) this.turns.delete(id);
+    }
+  }
+
+  private publish(r: CheckResult): void {
+    this.latest.set(r.check, r);
+    this.metrics.observe(r);
+  }
+
+  /** A run a check asked for (CheckDeps.requestRun): published like a sweep's; remediation waits for the next full sweep. */
+  private async runRequested(c: ActiveCheck): Promise<void> {
+    if (!this.checks.includes(c)) return;
+    await this.inTurn(c.id, async () => {
+      if (!this.checks.includes(c)) return;
+      const [r] = await this.sweeper.sweep([c]);
+      // Still running past its timeout: the scheduled sweeps report that; a request adds nothing.
+      if (r && r.reason !== 'CheckStillRunning') this.publish(r);
+    });
+  }
+
+  /** Cancels pending requested runs and waits for running ones (before checks are stopped). */
+  private async closeRequesters(): Promise<void> {
+    const rs = this.requesters;
+    this.requesters = [];
+    await Promise.all(rs.map((r) => r.close()));
   }
 
   private async startChecks(): Promise<void> {
@@ -171,7 +278,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   private async listen(): Promise<void> {
     const server = buildServer({
       healthy: () => this.healthy(),
-      metrics: async () => ({ contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() }),
+      metrics: async () => ({ contentType: this.metrics.registry.contentType, body: await this.metrics.render() }),
       status: () => this.status(),
     });
     const { host, port } = parseListen(this.config.http.listen);
@@ -207,10 +314,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       if (!only) return running;
     }
     const targets = only ? this.checks.filter((c) => only.includes(c.id)) : this.checks;
-    const run = this.sweeper.sweep(targets, (r) => {
-      this.latest.set(r.check, r);
-      this.metrics.observe(r);
-    });
+    const run = Promise.all(targets.map((c) => this.inTurn(c.id, () => this.sweeper.sweep([c], (r) => this.publish(r))).then((rs) => rs[0]!)));
     this.sweeping = run;
     try {
       const results = await run;
@@ -273,6 +377,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (source) this.configSource = source;
     if (!this.hostInjected) this.host = new RealHost({ commandPrefix: config.hostCommandPrefix, clock: this.clock });
     await this.sweeping;
+    await this.closeRequesters();
     await this.stopChecks(old);
     await this.remediator.stop();
     await this.kubernetes.stop();
@@ -301,6 +406,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.task?.destroy();
     this.task = undefined;
     await this.sweeping;
+    await this.closeRequesters();
     await this.server?.close();
     this.server = undefined;
     await this.remediator.stop();

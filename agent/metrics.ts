@@ -54,6 +54,26 @@ export class AgentMetrics {
     this.sweeps = new Counter({ name: 'nodemedic_sweeps_total', help: 'Check sweeps completed.', registers });
   }
 
+  private rendered: { at: number; text: Promise<string> } | undefined;
+
+  /**
+   * The exposition text, rendered at most once per `maxAgeMs`. Rendering costs ~2 ms of CPU (mostly
+   * prom-client's process metrics); scrapers hitting the agent in a loop would otherwise take a core
+   * from the node we are trying to heal. Concurrent scrapes share one rendering.
+   */
+  render(maxAgeMs = 1000): Promise<string> {
+    const now = performance.now();
+    if (!this.rendered || now - this.rendered.at >= maxAgeMs) {
+      const text = this.registry.metrics();
+      this.rendered = { at: now, text };
+      // A failed rendering is not kept for the next scraper.
+      text.catch(() => {
+        if (this.rendered?.text === text) this.rendered = undefined;
+      });
+    }
+    return this.rendered.text;
+  }
+
   observe(r: CheckResult): void {
     for (const status of CHECK_STATUSES) this.checkStatus.set({ check: r.check, status }, r.status === status ? 1 : 0);
     this.checkDuration.set({ check: r.check }, r.durationSeconds);

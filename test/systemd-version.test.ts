@@ -216,3 +216,25 @@ t.test('real run on this machine', async (t) => {
   if (build?.[2]) t.match(f, { status: 'ok', reason: 'NotApplicable' }, f.message);
   t.ok((f.evidence?.version as string).startsWith(build?.[1] ?? '?'), `version ${f.evidence?.version}`);
 });
+
+t.test('a definite answer is reused for RECHECK_MS, an unknown one is not', async (t) => {
+  const { RECHECK_MS } = await import('../checks/systemd-version.js');
+  const host = new ScriptedHost({ [RPM]: { stdout: 'systemd-219-62.el7_6.2.x86_64\n' } });
+  const check = systemdVersionCheck.create(systemdVersionCheck.defaults, { host, logger, nodeName: 'test' });
+  const first = await check.run(new AbortController().signal);
+  t.equal(first.reason, 'SystemdTooOld');
+  host.clock.advance(RECHECK_MS - 1);
+  const again = await check.run(new AbortController().signal);
+  t.equal(again.reason, 'SystemdTooOld');
+  t.equal(host.calls.length, 1, 'rpm not asked again within RECHECK_MS');
+  t.match(again.evidence, { checkedAt: /^\d{4}-/ }, 'says when it was read');
+  host.clock.advance(1);
+  await check.run(new AbortController().signal);
+  t.equal(host.calls.length, 2, 'asked again after RECHECK_MS');
+
+  const flaky = new ScriptedHost({ [RPM]: 'timeout' });
+  const c2 = systemdVersionCheck.create(systemdVersionCheck.defaults, { host: flaky, logger, nodeName: 'test' });
+  t.equal((await c2.run(new AbortController().signal)).reason, 'CommandTimeout');
+  await c2.run(new AbortController().signal);
+  t.equal(flaky.calls.length, 2, 'an unknown answer is retried at once');
+});

@@ -8,7 +8,7 @@
  */
 import type { Host } from '../agent/host.js';
 import { formatDuration, parseDuration } from '../agent/duration.js';
-import { classifyKubeletLine, type PlegLabel } from './pleg-classify.js';
+import { classifyKubeletLine, PLEG_LINE_NEEDLES, type PlegLabel } from './pleg-classify.js';
 import { FileSource, JournaldSource, type LogLine, type LogSource, type SourceStatus } from './log-source.js';
 import { showUnit, type UnitState } from './systemd-unit.js';
 import { unknown, type BaseCheckOptions, type Check, type CheckDefinition, type CheckDeps, type Finding } from './types.js';
@@ -147,12 +147,18 @@ export class PlegMonitor implements Check {
   private first: Sample | undefined;
   private last: Sample | undefined;
   private lastRelist: Sample | undefined;
+  private readonly requestRun: (() => void) | undefined;
+  /** A line crossed the threshold and a run was asked for; cleared when a run begins. */
+  private runRequested = false;
+  /** `systemctl show` has been asked at least once, so kubelet's start time is as known as it gets without it. */
+  private unitQueried = false;
 
   constructor(
     private readonly opts: PlegOptions,
-    deps: Pick<CheckDeps, 'host'>,
+    deps: Pick<CheckDeps, 'host' | 'requestRun'>,
   ) {
     this.host = deps.host;
+    this.requestRun = deps.requestRun;
     let windowMs = 5 * 60_000;
     let graceMs = 5 * 60_000;
     let err: string | undefined;
@@ -179,7 +185,13 @@ export class PlegMonitor implements Check {
     this.startedOnce = true;
     this.startedAtMs = this.host.clock.now();
     if (this.opts.source === 'file') {
-      this.source = new FileSource({ path: this.opts.file, clock: this.host.clock, onLine: (l) => this.ingest(l) });
+      // Lines without a needle are `other`, which ingest() ignores: the source need not decode them.
+      this.source = new FileSource({
+        path: this.opts.file,
+        clock: this.host.clock,
+        onlyLinesContaining: PLEG_LINE_NEEDLES,
+        onLine: (l) => this.ingest(l),
+      });
       this.source.start();
       // The starting position (the file's end) is fixed before start() returns: a line written
       // after it is new.
@@ -238,6 +250,7 @@ export class PlegMonitor implements Check {
   private async refreshUnit(signal?: AbortSignal): Promise<void> {
     if (signal?.aborted) return;
     const q = await showUnit(this.host, this.opts.unit, UNIT_QUERY_TIMEOUT_MS);
+    this.unitQueried = true;
     if (!q.ok) {
       this.unitError = q.message;
       // systemctl absent means no systemd tools here. Any other failure (a hung PID 1 stalled on
@@ -309,7 +322,19 @@ export class PlegMonitor implements Check {
         (this.kubeletStartMs !== undefined && this.first.timeMs < this.kubeletStartMs);
       if (newEpisode) this.first = s;
       this.last = s;
+      this.requestRunIfCrossed();
     }
+  }
+
+  /**
+   * Asks the agent for a run when the verdict just turned from ok to problem, once per crossing:
+   * counting costs a pass over the window, so it is done only below the threshold, where lines are few.
+   */
+  private requestRunIfCrossed(): void {
+    if (!this.requestRun || this.runRequested || this.episode) return;
+    if (this.windowCounts(this.host.clock.now()).unhealthy < this.opts.minOccurrences) return;
+    this.runRequested = true;
+    this.requestRun();
   }
 
   /** Whether a line of this label at this time counts toward `minOccurrences`. */
@@ -325,7 +350,12 @@ export class PlegMonitor implements Check {
   async run(signal: AbortSignal): Promise<Finding> {
     if (this.configError) return unknown('InvalidConfig', this.configError);
     if (!this.startedOnce) await this.start();
-    await this.refreshUnit(signal);
+    // A run asked for by a threshold crossing skips `systemctl show` (a process, through nsenter on
+    // a node) once the unit has been asked about: kubelet's restarts also show in its log (systemd's
+    // "Started" record, a new klog PID), and the scheduled runs go on refreshing it.
+    const requested = this.runRequested;
+    this.runRequested = false;
+    if (!(requested && this.unitQueried)) await this.refreshUnit(signal);
     if (this.opts.source === 'journald') {
       if (this.unitMissing) {
         return unknown('NotInstalled', `cannot read kubelet's journal: ${this.unitMissing}`, this.evidence(this.host.clock.now()));

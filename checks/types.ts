@@ -36,6 +36,14 @@ export interface CheckDeps {
    * or resolving to undefined: no access, and those checks report `unknown` / `NoKubernetesAccess`.
    */
   kube?: KubeAccessSource;
+  /**
+   * Asks for a run of this check now, outside the schedule, because its evidence just changed (a
+   * log line crossed a threshold), so the verdict is published without waiting for the next sweep.
+   * Cheap and safe to call often: the agent coalesces calls, runs the check at most once per 200 ms
+   * and never while another run of it is going. A requested run's result is published (`/status`,
+   * `/metrics`); remediation still acts on scheduled sweeps only. Absent outside the agent.
+   */
+  requestRun?: () => void;
 }
 
 /** A live check instance. */

@@ -41,7 +41,7 @@ export interface SourceStatus {
   failure?: SourceFailure;
   /** journald: the backlog since `sinceMs` has been read; file: the file was opened at its end. */
   caughtUp: boolean;
-  /** Lines delivered. */
+  /** Lines read: delivered, plus (file with `onlyLinesContaining`) those skipped (`skippedLines`). */
   lines: number;
   /** Lines longer than `maxLineBytes`, cut (journald: records cut and so unreadable, skipped). */
   truncatedLines: number;
@@ -59,6 +59,8 @@ export interface SourceStatus {
   pid?: number;
   /** file: the byte offset reached in the current file. */
   position?: number;
+  /** file: lines not delivered because they contain none of `onlyLinesContaining` (counted in `lines`). */
+  skippedLines?: number;
   /** file: times the file was replaced (rotation) or shrank (copytruncate). */
   rotations?: number;
   truncations?: number;
@@ -467,19 +469,52 @@ function firstLine(s: string): string {
 // ---------------------------------------------------------------------------------------------
 // file
 
+export interface LineSplitterOptions {
+  /**
+   * The prefilter: only lines whose kept bytes (the first `maxLineBytes`) contain one of these are
+   * emitted. Non-empty ASCII, case-sensitive, matched as raw bytes (which equals matching the
+   * decoded text, since lossy UTF-8 decoding leaves ASCII bytes as they are).
+   */
+  needles?: readonly string[];
+  /** Called with the number of lines the prefilter skipped (and how many of them were cut). */
+  onSkipped?(lines: number, truncated: number): void;
+}
+
 /**
  * Splits a byte stream into lines, keeping at most `maxLineBytes` of any line (the rest of an
  * over-long line is dropped), so a line without end costs bounded memory.
+ *
+ * Lines within one chunk are decoded straight out of it (no copy); only the unfinished line at the
+ * end of a chunk is copied, since the chunk's buffer is reused by the next read. With `needles`
+ * (the prefilter), a line is decoded and emitted only when its kept bytes contain one of them; the
+ * chunk is searched for the needles as raw bytes and the lines in between are only counted.
  */
 export class LineSplitter {
   private parts: Buffer[] = [];
   private size = 0;
   private overflow = false;
+  private readonly needles: Buffer[] | undefined;
+  private readonly onSkipped: ((lines: number, truncated: number) => void) | undefined;
 
   constructor(
     private readonly maxLineBytes: number,
     private readonly emit: (line: string, truncated: boolean) => void,
-  ) {}
+    options: LineSplitterOptions = {},
+  ) {
+    if (!(Number.isInteger(maxLineBytes) && maxLineBytes >= 1)) {
+      throw new Error(`LineSplitter: maxLineBytes must be a whole number >= 1 (got ${maxLineBytes})`);
+    }
+    if (options.needles !== undefined) {
+      this.needles = options.needles.map((n) => {
+        // Only ASCII: its bytes survive lossy UTF-8 decoding unchanged, so a byte match is a text match.
+        if (n.length === 0 || !/^[\x01-\x09\x0b-\x7f]+$/.test(n)) {
+          throw new Error(`LineSplitter: a needle must be non-empty ASCII without a newline (got ${JSON.stringify(n)})`);
+        }
+        return Buffer.from(n, 'latin1');
+      });
+      this.onSkipped = options.onSkipped;
+    }
+  }
 
   /** Bytes held for an unfinished line. */
   get buffered(): number {
@@ -487,27 +522,29 @@ export class LineSplitter {
   }
 
   push(chunk: Buffer): void {
-    let start = 0;
-    for (let nl = chunk.indexOf(10, start); nl !== -1; nl = chunk.indexOf(10, start)) {
-      this.take(chunk.subarray(start, nl));
-      this.emitLine();
-      start = nl + 1;
+    const first = chunk.indexOf(10);
+    if (first === -1) {
+      this.take(chunk);
+      return;
     }
-    if (start < chunk.length) this.take(chunk.subarray(start));
+    // The first newline ends the line carried over from earlier chunks (possibly empty).
+    if (this.size > 0 || this.overflow) {
+      this.take(chunk.subarray(0, first));
+      this.emitCarried();
+    } else {
+      this.lineAt(chunk, 0, first);
+    }
+    const last = chunk.lastIndexOf(10);
+    if (last > first) {
+      if (this.needles) this.filtered(chunk, first + 1, last);
+      else this.plain(chunk, first + 1, last);
+    }
+    if (last + 1 < chunk.length) this.take(chunk.subarray(last + 1));
   }
 
   /** Emits the unfinished line, if any (its file was rotated or truncated: no more will come). */
   flush(): void {
-    if (this.size > 0 || this.overflow) this.emitLine();
-  }
-
-  private emitLine(): void {
-    const line = Buffer.concat(this.parts, this.size).toString('utf8');
-    const truncated = this.overflow;
-    this.parts = [];
-    this.size = 0;
-    this.overflow = false;
-    this.emit(line, truncated);
+    if (this.size > 0 || this.overflow) this.emitCarried();
   }
 
   /** Forgets the unfinished line. */
@@ -515,6 +552,83 @@ export class LineSplitter {
     this.parts = [];
     this.size = 0;
     this.overflow = false;
+  }
+
+  /** Every line of `chunk` from `from` up to the newline at `end`. */
+  private plain(chunk: Buffer, from: number, end: number): void {
+    let start = from;
+    for (let nl = chunk.indexOf(10, start); nl !== -1 && nl <= end; nl = chunk.indexOf(10, start)) {
+      this.lineAt(chunk, start, nl);
+      start = nl + 1;
+    }
+  }
+
+  /**
+   * The lines of `chunk` from `from` up to the newline at `end`, prefiltered: only lines holding a
+   * needle are looked at; the others are counted by their newlines.
+   */
+  private filtered(chunk: Buffer, from: number, end: number): void {
+    const needles = this.needles!;
+    const max = this.maxLineBytes;
+    // Next occurrence of each needle at or after `start`; -1 once there is none before `end`.
+    const next = needles.map((n) => chunk.indexOf(n, from));
+    let skipped = 0;
+    let skippedTruncated = 0;
+    let start = from;
+    while (start <= end) {
+      let hit = Infinity;
+      for (let i = 0; i < next.length; i++) {
+        let at = next[i]!;
+        if (at !== -1 && at < start) next[i] = at = chunk.indexOf(needles[i]!, start);
+        if (at !== -1 && at < hit) hit = at;
+      }
+      // Count the lines wholly before the hit (all of them up to `end` without one).
+      const stop = hit <= end ? hit : end + 1;
+      let nl = chunk.indexOf(10, start);
+      while (nl !== -1 && nl < stop) {
+        skipped++;
+        if (nl - start > max) skippedTruncated++;
+        start = nl + 1;
+        nl = chunk.indexOf(10, start);
+      }
+      if (hit > end || nl === -1 || nl > end) break;
+      // Reported before the line is emitted, so that the consumer sees the counts in file order.
+      if (skipped > 0) this.onSkipped?.(skipped, skippedTruncated);
+      skipped = skippedTruncated = 0;
+      // `nl` ends the line holding the hit.
+      this.lineAt(chunk, start, nl);
+      start = nl + 1;
+    }
+    if (skipped > 0) this.onSkipped?.(skipped, skippedTruncated);
+  }
+
+  /** One whole line `chunk[start, nl)`, cut to `maxLineBytes`, emitted or (prefiltered) skipped. */
+  private lineAt(chunk: Buffer, start: number, nl: number): void {
+    const truncated = nl - start > this.maxLineBytes;
+    const end = truncated ? start + this.maxLineBytes : nl;
+    if (this.needles && !this.holdsNeedle(chunk, start, end)) {
+      this.onSkipped?.(1, truncated ? 1 : 0);
+      return;
+    }
+    this.emit(chunk.toString('utf8', start, end), truncated);
+  }
+
+  private emitCarried(): void {
+    const bytes = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.size);
+    const truncated = this.overflow;
+    this.reset();
+    if (this.needles && !this.holdsNeedle(bytes, 0, bytes.length)) {
+      this.onSkipped?.(1, truncated ? 1 : 0);
+      return;
+    }
+    this.emit(bytes.toString('utf8'), truncated);
+  }
+
+  private holdsNeedle(buf: Buffer, start: number, end: number): boolean {
+    // A view bounded to the line: a search must not run on through the rest of the chunk.
+    const line = start === 0 && end === buf.length ? buf : buf.subarray(start, end);
+    for (const n of this.needles!) if (line.indexOf(n) !== -1) return true;
+    return false;
   }
 
   private take(piece: Buffer): void {
@@ -539,8 +653,19 @@ export interface FileSourceOptions {
   pollMs?: number;
   /** Default 64 KiB. */
   maxLineBytes?: number;
-  /** Bytes read per read(2). Default 64 KiB. */
+  /**
+   * Bytes read per read(2) while following. Default 64 KiB. A read that fills it means a backlog:
+   * the rest of that backlog is read `backlogChunkBytes` at a time (default 1 MiB, at least
+   * `chunkBytes`), in a buffer dropped again once the end of the file is reached.
+   */
   chunkBytes?: number;
+  backlogChunkBytes?: number;
+  /**
+   * Deliver only lines whose first `maxLineBytes` contain one of these (non-empty ASCII,
+   * case-sensitive); the others are counted (`lines`, `skippedLines`, `truncatedLines`) but neither
+   * decoded nor delivered. For a consumer that ignores every line without them anyway.
+   */
+  onlyLinesContaining?: readonly string[];
 }
 
 /**
@@ -551,7 +676,7 @@ export interface FileSourceOptions {
  * `stat` every `pollMs` makes it correct where fs.watch says nothing (NFS, overlayfs, inotify limits).
  */
 export class FileSource extends SourceBase implements LogSource {
-  private readonly o: Required<FileSourceOptions>;
+  private readonly o: Required<Omit<FileSourceOptions, 'onlyLinesContaining'>>;
   private readonly splitter: LineSplitter;
   private fh: FileHandle | undefined;
   private ino = -1;
@@ -566,15 +691,30 @@ export class FileSource extends SourceBase implements LogSource {
 
   constructor(opts: FileSourceOptions) {
     super('file');
-    this.o = { pollMs: 1000, maxLineBytes: 64 * 1024, chunkBytes: 64 * 1024, ...opts };
+    const { onlyLinesContaining, ...rest } = opts;
+    this.o = { pollMs: 1000, maxLineBytes: 64 * 1024, chunkBytes: 64 * 1024, backlogChunkBytes: 1024 * 1024, ...rest };
     this.buf = Buffer.alloc(this.o.chunkBytes);
     this.st.rotations = 0;
     this.st.truncations = 0;
-    this.splitter = new LineSplitter(this.o.maxLineBytes, (text, truncated) => {
-      if (truncated) this.st.truncatedLines++;
-      this.st.lines++;
-      this.o.onLine({ text, timeMs: this.o.clock.now() });
-    });
+    if (onlyLinesContaining) this.st.skippedLines = 0;
+    this.splitter = new LineSplitter(
+      this.o.maxLineBytes,
+      (text, truncated) => {
+        if (truncated) this.st.truncatedLines++;
+        this.st.lines++;
+        this.o.onLine({ text, timeMs: this.o.clock.now() });
+      },
+      onlyLinesContaining
+        ? {
+            needles: onlyLinesContaining,
+            onSkipped: (lines, truncated) => {
+              this.st.lines += lines;
+              this.st.skippedLines! += lines;
+              this.st.truncatedLines += truncated;
+            },
+          }
+        : {},
+    );
   }
 
   start(): void {
@@ -698,17 +838,21 @@ export class FileSource extends SourceBase implements LogSource {
   private async drain(): Promise<void> {
     const fh = this.fh;
     if (!fh) return;
+    // Small reads keep a quiet follower small; a backlog read in them costs a thread-pool round
+    // trip per 64 KiB, which dominated reading a big file.
+    let buf = this.buf;
     for (;;) {
       let n: number;
       try {
-        ({ bytesRead: n } = await fh.read(this.buf, 0, this.buf.length, this.pos));
+        ({ bytesRead: n } = await fh.read(buf, 0, buf.length, this.pos));
       } catch (e) {
         this.setError(`cannot read ${this.o.path}: ${(e as Error).message}`);
         return;
       }
       if (n === 0 || this.stopped) break;
       this.pos += n;
-      this.splitter.push(this.buf.subarray(0, n));
+      this.splitter.push(buf.subarray(0, n));
+      if (n === buf.length && buf === this.buf && this.o.backlogChunkBytes > buf.length) buf = Buffer.allocUnsafe(this.o.backlogChunkBytes);
     }
     this.st.position = this.pos;
   }

@@ -73,8 +73,14 @@ export function isUnhealthyLabel(label: PlegLabel): boolean {
   return label === 'pleg-unhealthy' || label === 'node-notready-pleg';
 }
 
+/**
+ * Every line that is not `other` contains one of these (case-sensitive, ASCII): a reader may skip
+ * the lines without them unread (checks/log-source.ts `onlyLinesContaining`) and lose nothing.
+ */
+export const PLEG_LINE_NEEDLES: readonly string[] = Object.freeze(['PLEG', 'pleg']);
+
 export function classifyKubeletLine(line: string): PlegClassification {
-  // Every PLEG line contains one of these; the rest of kubelet's chatter exits here cheaply.
+  // Every PLEG line contains one of PLEG_LINE_NEEDLES; the rest of kubelet's chatter exits here cheaply.
   if (line.indexOf('PLEG') === -1 && line.indexOf('pleg') === -1) return { label: 'other' };
   const result: PlegClassification = { label: 'other' };
   addHeader(line, result);

@@ -8,8 +8,6 @@
  * gets temporary paths and a `--systemctl` that enters the namespace, and a `systemctl` that
  * refuses to run is first on its PATH in case anything still called the host's.
  */
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -19,16 +17,9 @@ import { CHECK_DEFINITIONS } from '../checks/index.js';
 import { requireSystemdNs, startSystemdNs, waitFor, type SystemdNs } from './harness/systemd-ns.js';
 import { REPO_ROOT, requireBuilt } from './helpers/built.js';
 import { which } from './helpers/require.js';
+import { freePort } from './helpers/agent.js';
 
 const INSTALL_SH = join(REPO_ROOT, 'systemd-units', 'install.sh');
-
-async function freePort(): Promise<number> {
-  const s = http.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 /**
  * A config a test can run anywhere: loopback only, dry-run, every check on with short timeouts

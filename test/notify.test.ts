@@ -25,6 +25,7 @@ import {
 } from '../agent/notify.js';
 import { requireSystemdNs, startSystemdNs, waitFor, type SystemdNs } from './harness/systemd-ns.js';
 import { CLI_JS, REPO_ROOT, requireBuilt } from './helpers/built.js';
+import { freePort } from './helpers/agent.js';
 
 const silent = pino({ level: 'silent' });
 
@@ -186,14 +187,6 @@ async function heldHealthz(t: Test): Promise<{ url: string; release(): void; req
     return new Promise<void>((r) => server.close(() => r()));
   });
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/healthz`, release, requests: () => count };
-}
-
-async function freePort(): Promise<number> {
-  const s = http.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 /** Only the kubelet check, pointed at `healthzUrl`; every other check off. */

@@ -17,6 +17,7 @@ import t from 'tap';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { requireSystemdNs, startSystemdNs, type SystemdNs } from './harness/systemd-ns.js';
 import { CLI_JS, REPO_ROOT, requireBuilt } from './helpers/built.js';
+import { freePort } from './helpers/agent.js';
 
 const MANIFEST = join(REPO_ROOT, 'deploy', 'daemonset.yaml');
 const RBAC_DIR = join(REPO_ROOT, 'systemd-units', 'kubernetes');
@@ -110,14 +111,6 @@ function configForNamespace(pid: number, port: number, healthzUrl: string, state
   for (const id of ['node-ready', 'stuck-pods', 'pleg', 'docker', 'containerd']) if (cfg.checks[id]) cfg.checks[id].enabled = false;
   cfg.remediation.mode = 'dry-run';
   return JSON.stringify(cfg);
-}
-
-async function freePort(): Promise<number> {
-  const s = http.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 type Result = { check: string; status: string; reason: string; evidence: Obj };

@@ -6,8 +6,6 @@
  * host's mount table never changes and the mount goes away with the agent.
  */
 import { type ResultPromise, execa } from 'execa';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readlink, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -19,14 +17,7 @@ import { waitFor } from './harness/systemd-ns.js';
 import { CLI_JS, REPO_ROOT, requireBuilt } from './helpers/built.js';
 import { dashboardQueries } from './helpers/dashboard.js';
 import { requireComponent } from './helpers/require.js';
-
-async function freePort(): Promise<number> {
-  const s = http.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
+import { freePort } from './helpers/agent.js';
 
 interface PromVector {
   metric: Record<string, string>;

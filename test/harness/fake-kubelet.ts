@@ -10,11 +10,11 @@
  * ```
  */
 import { rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { appendFile, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../helpers/agent.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const FAKE_KUBELET_SCRIPT = resolve(here, '../fixtures/fake-kubelet.mjs');
@@ -23,6 +23,9 @@ export const PLEG_CORPUS = resolve(here, '../../../shared/corpus/kubelet/kubelet
 export const OTHER_CORPUS = resolve(here, '../../../shared/corpus/kubelet/kubelet-other.tsv');
 
 /** Lines a fake kubelet writes, one every `everyMs`, while its start number is in [fromStart, toStart]. */
+/** A free TCP port on 127.0.0.1 (closed again, so a small race with other processes is possible). */
+export { freePort };
+
 export interface Emitter {
   /** A `label<TAB>line` TSV (the corpus); `label` picks rows. */
   corpus?: string;
@@ -56,17 +59,6 @@ export interface FakeKubeletStart {
   at: string;
 }
 
-/** A free TCP port on 127.0.0.1 (closed again, so a small race with other processes is possible). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolvePort(addr.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 function quote(arg: string): string {
   return `"${arg.replace(/["\\]/g, (c) => `\\${c}`)}"`;

@@ -2,7 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { performance } from 'node:perf_hooks';
 import { formatDuration, parseDuration } from '../agent/duration.js';
-import { describeUnitState, showUnit, type UnitQueryResult, type UnitState } from './systemd-unit.js';
+import { describeUnitState, showUnitShared, type UnitQueryResult, type UnitState } from './systemd-unit.js';
 import { unknown, type BaseCheckOptions, type CheckDefinition, type Finding } from './types.js';
 
 export interface KubeletOptions extends BaseCheckOptions {
@@ -217,7 +217,7 @@ export const kubeletCheck: CheckDefinition<KubeletOptions> = {
       id: 'kubelet',
       async run(signal) {
         const [unitQuery, healthz] = await Promise.all([
-          showUnit(host, options.unit, timeoutMs),
+          showUnitShared(host, options.unit, timeoutMs),
           probeHealthz(options.healthzUrl, timeoutMs, signal),
         ]);
         return kubeletFinding(unitQuery, healthz, { unit: options.unit, healthzUrl: options.healthzUrl, timeoutMs });

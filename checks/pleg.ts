@@ -10,7 +10,7 @@ import type { Host } from '../agent/host.js';
 import { formatDuration, parseDuration } from '../agent/duration.js';
 import { classifyKubeletLine, PLEG_LINE_NEEDLES, type PlegLabel } from './pleg-classify.js';
 import { FileSource, JournaldSource, type LogLine, type LogSource, type SourceStatus } from './log-source.js';
-import { showUnit, type UnitState } from './systemd-unit.js';
+import { showUnitShared, type UnitState } from './systemd-unit.js';
 import { unknown, type BaseCheckOptions, type Check, type CheckDefinition, type CheckDeps, type Finding } from './types.js';
 
 export interface PlegOptions extends BaseCheckOptions {
@@ -249,7 +249,7 @@ export class PlegMonitor implements Check {
 
   private async refreshUnit(signal?: AbortSignal): Promise<void> {
     if (signal?.aborted) return;
-    const q = await showUnit(this.host, this.opts.unit, UNIT_QUERY_TIMEOUT_MS);
+    const q = await showUnitShared(this.host, this.opts.unit, UNIT_QUERY_TIMEOUT_MS);
     this.unitQueried = true;
     if (!q.ok) {
       this.unitError = q.message;

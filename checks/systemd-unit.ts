@@ -220,6 +220,24 @@ export async function showUnit(host: Host, unit: string, timeoutMs: number): Pro
   return unitStateFromShow(unit, r.stdout);
 }
 
+const inFlight = new WeakMap<Host, Map<string, Promise<UnitQueryResult>>>();
+
+/**
+ * `showUnit`, but concurrent callers asking about the same unit on the same host share one
+ * `systemctl show` (the kubelet and pleg checks both ask about kubelet at the start of every sweep).
+ * Nothing is cached past the call itself, so an answer is never older than the question: the
+ * ladder, which confirms its own restarts, keeps calling `showUnit` directly.
+ */
+export function showUnitShared(host: Host, unit: string, timeoutMs: number): Promise<UnitQueryResult> {
+  let byUnit = inFlight.get(host);
+  if (!byUnit) inFlight.set(host, (byUnit = new Map()));
+  const pending = byUnit.get(unit);
+  if (pending) return pending;
+  const p = showUnit(host, unit, timeoutMs).finally(() => byUnit!.delete(unit));
+  byUnit.set(unit, p);
+  return p;
+}
+
 /** `active (running)` / `failed (exit-code)`: a unit's state for messages. */
 export function describeUnitState(u: UnitState): string {
   const detail = u.activeState === 'failed' && u.result && u.result !== 'success' ? u.result : u.subState;

@@ -244,3 +244,21 @@ t.test('against a real systemd running a fake kubelet', async (t) => {
     t.match(f.message, /systemctl show kubelet failed: nsenter/);
   });
 });
+
+t.test('concurrent questions about one unit share one systemctl show', async (t) => {
+  const { showUnitShared } = await import('../checks/systemd-unit.js');
+  const { RealHost } = await import('../agent/host.js');
+  const real = new RealHost();
+  let calls = 0;
+  const host = Object.assign(Object.create(real) as typeof real, {
+    run: (argv: readonly string[], opts: Parameters<typeof real.run>[1]) => {
+      calls++;
+      return real.run(['sh', '-c', 'sleep 0.2; printf "Id=kubelet.service\\nLoadState=not-found\\nActiveState=inactive\\nSubState=dead\\n"'], { ...opts, onHost: false });
+    },
+  });
+  const [a, b] = await Promise.all([showUnitShared(host, 'kubelet', 2000), showUnitShared(host, 'kubelet', 2000)]);
+  t.equal(calls, 1, 'one command for two concurrent callers');
+  t.same(a, b);
+  await showUnitShared(host, 'kubelet', 2000);
+  t.equal(calls, 2, 'nothing is kept once the call is over');
+});

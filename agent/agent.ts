@@ -119,7 +119,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   private remediator: Remediator;
   private task: ScheduledTask | undefined;
   private server: ReturnType<typeof buildServer> | undefined;
-  private sweeping: Promise<CheckResult[]> | undefined;
+  /** The sweep in progress; `full` when it covers every check (only those feed remediation). */
+  private sweeping: { run: Promise<CheckResult[]>; full: boolean } | undefined;
   private startedAt = 0;
   private lastSweepAt: number | undefined;
   private intervalMs = 15_000;
@@ -309,13 +310,18 @@ export class Agent extends EventEmitter<AgentEvents> {
    * waits for it. Each result is published as soon as its check returns.
    */
   async sweep(only?: readonly string[]): Promise<CheckResult[]> {
-    if (this.sweeping) {
-      const running = await this.sweeping;
-      if (!only) return running;
+    // Wait for the sweep in progress. A full sweep may reuse a running full sweep's results, but not a
+    // partial one's: that would skip remediation and the /healthz heartbeat for this round.
+    while (this.sweeping) {
+      const current = this.sweeping;
+      const results = await current.run;
+      if (!only && current.full) return results;
+      if (this.sweeping === current) break;
     }
     const targets = only ? this.checks.filter((c) => only.includes(c.id)) : this.checks;
     const run = Promise.all(targets.map((c) => this.inTurn(c.id, () => this.sweeper.sweep([c], (r) => this.publish(r))).then((rs) => rs[0]!)));
-    this.sweeping = run;
+    const mine = { run, full: !only };
+    this.sweeping = mine;
     try {
       const results = await run;
       if (!only) {
@@ -332,7 +338,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.logger.error({ err: e }, 'sweep failed');
       return [];
     } finally {
-      if (this.sweeping === run) this.sweeping = undefined;
+      if (this.sweeping === mine) this.sweeping = undefined;
     }
   }
 
@@ -376,7 +382,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.config = config;
     if (source) this.configSource = source;
     if (!this.hostInjected) this.host = new RealHost({ commandPrefix: config.hostCommandPrefix, clock: this.clock });
-    await this.sweeping;
+    await this.sweeping?.run;
     await this.closeRequesters();
     await this.stopChecks(old);
     await this.remediator.stop();
@@ -405,7 +411,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   async stop(): Promise<void> {
     this.task?.destroy();
     this.task = undefined;
-    await this.sweeping;
+    await this.sweeping?.run;
     await this.closeRequesters();
     await this.server?.close();
     this.server = undefined;

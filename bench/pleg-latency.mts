@@ -156,11 +156,11 @@ async function plegLatency(opts: StepOptions): Promise<StepReport> {
       ],
     ),
     '',
-    `The pleg check counts a line as soon as journalctl delivers it, but decides only when the sweep runs it: the wait ` +
-      `between delivery and verdict was ${p(sweepGap, 50)} ms at the median and ${p(sweepGap, 99)} ms at worst, against a ` +
-      `${INTERVAL_MS} ms schedule; the pleg run itself (a \`systemctl show kubelet\` through nsenter, then the count) took ` +
-      `${fmt(median(sweepDurations))} ms at the median (max ${fmt(Math.max(...sweepDurations))} ms). So the latency is bounded by ` +
-      'journal delivery + one sweep interval + the duration of the pleg run; `/status` shows a result as soon as its check returns. ' +
+    `The pleg check counts a line as soon as journalctl delivers it; the line that crosses \`minOccurrences\` asks the agent ` +
+      `for an immediate run of the check (CheckDeps.requestRun), so the verdict does not wait for the ${INTERVAL_MS} ms schedule: ` +
+      `the wait between delivery and verdict was ${p(sweepGap, 50)} ms at the median and ${p(sweepGap, 99)} ms at worst; pleg runs ` +
+      `took ${fmt(median(sweepDurations))} ms at the median (max ${fmt(Math.max(...sweepDurations))} ms). So the latency is bounded by ` +
+      'journal delivery + one pleg run; `/status` shows a result as soon as its check returns. ' +
       'Journal delivery is journald\'s: it tells followers about new entries through a timer that coalesces changes over 250 ms ' +
       '(`POST_CHANGE_TIMER_INTERVAL_USEC` in systemd\'s journald-server.c), so any `journalctl -f` reader, ours and the agent\'s, ' +
       'sees a record up to 250 ms after journald stored it, more on a loaded machine.' +

@@ -1,13 +1,9 @@
 import { formatDuration, parseDuration } from '../agent/duration.js';
-import { absentDaemonFinding, needsUnitState, queryUnit, remaining, SingleFlight } from './daemon-liveness.js';
-import { unknown, type BaseCheckOptions, type CheckDefinition, type Finding } from './types.js';
+import { absentDaemonFinding, needsUnitState, queryUnit, remaining, runtimeSocketSchema, SingleFlight, type RuntimeSocketOptions } from './daemon-liveness.js';
+import { unknown, type CheckDefinition, type Finding } from './types.js';
 import { unixGrpcUnary } from './unix-http.js';
 
-export interface ContainerdOptions extends BaseCheckOptions {
-  socket: string;
-  unit: string;
-  timeout: string;
-}
+export type ContainerdOptions = RuntimeSocketOptions;
 
 /** containerd's Version API (`ctr version` calls the same), which needs no namespace and touches no state. */
 export const CONTAINERD_VERSION_METHOD = '/containerd.services.version.v1.Version/Version';
@@ -27,16 +23,7 @@ export const CONTAINERD_VERSION_METHOD = '/containerd.services.version.v1.Versio
 export const containerdCheck: CheckDefinition<ContainerdOptions> = {
   id: 'containerd',
   defaults: { enabled: true, socket: '/run/containerd/containerd.sock', unit: 'containerd', timeout: '10s' },
-  schema: {
-    type: 'object',
-    additionalProperties: false,
-    properties: {
-      enabled: { type: 'boolean' },
-      socket: { type: 'string', pattern: '^/' },
-      unit: { type: 'string', minLength: 1 },
-      timeout: { type: 'string', format: 'duration' },
-    },
-  },
+  schema: runtimeSocketSchema,
   create(options, { host }) {
     const timeoutMs = parseDuration(options.timeout);
     const { socket, unit } = options;

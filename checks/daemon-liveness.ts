@@ -1,6 +1,27 @@
 import type { Host } from '../agent/host.js';
 import { showUnit } from './systemd-unit.js';
-import { unknown, type Finding } from './types.js';
+import { unknown, type BaseCheckOptions, type Finding } from './types.js';
+
+/** Options of a container-runtime check (`docker`, `containerd`): its socket, its unit, a deadline. */
+export interface RuntimeSocketOptions extends BaseCheckOptions {
+  /** The daemon's API socket. */
+  socket: string;
+  /** The systemd unit that runs the daemon; tells "down" (unit active, socket dead) from "not installed". */
+  unit: string;
+  /** How long one probe may take before the daemon counts as hung. */
+  timeout: string;
+}
+
+export const runtimeSocketSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    enabled: { type: 'boolean' },
+    socket: { type: 'string', pattern: '^/', description: 'an absolute path' },
+    unit: { type: 'string', minLength: 1 },
+    timeout: { type: 'string', format: 'duration' },
+  },
+} as const;
 
 /**
  * What systemd says about a daemon's unit (`systemctl show`), or why it could not be asked

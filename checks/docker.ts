@@ -1,14 +1,9 @@
 import { formatDuration, parseDuration } from '../agent/duration.js';
-import { absentDaemonFinding, needsUnitState, queryUnit, remaining, SingleFlight } from './daemon-liveness.js';
-import { unknown, type BaseCheckOptions, type CheckDefinition, type Finding } from './types.js';
+import { absentDaemonFinding, needsUnitState, queryUnit, remaining, runtimeSocketSchema, SingleFlight, type RuntimeSocketOptions } from './daemon-liveness.js';
+import { unknown, type CheckDefinition, type Finding } from './types.js';
 import { unixHttpRequest } from './unix-http.js';
 
-export interface DockerOptions extends BaseCheckOptions {
-  socket: string;
-  /** The systemd unit that runs dockerd; tells "down" (unit active, socket dead) from "not installed". */
-  unit: string;
-  timeout: string;
-}
+export type DockerOptions = RuntimeSocketOptions;
 
 /**
  * Reasons (stable):
@@ -26,16 +21,7 @@ export interface DockerOptions extends BaseCheckOptions {
 export const dockerCheck: CheckDefinition<DockerOptions> = {
   id: 'docker',
   defaults: { enabled: true, socket: '/var/run/docker.sock', unit: 'docker', timeout: '10s' },
-  schema: {
-    type: 'object',
-    additionalProperties: false,
-    properties: {
-      enabled: { type: 'boolean' },
-      socket: { type: 'string', pattern: '^/' },
-      unit: { type: 'string', minLength: 1 },
-      timeout: { type: 'string', format: 'duration' },
-    },
-  },
+  schema: runtimeSocketSchema,
   create(options, { host }) {
     const timeoutMs = parseDuration(options.timeout);
     const { socket, unit } = options;

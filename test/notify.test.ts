@@ -217,6 +217,8 @@ async function installUnit(ns: SystemdNs, base: string, config: string, extra: s
     'StateDirectory=',
     `ReadWritePaths=${join(base, 'state')}`,
     'RestartSec=1s',
+    // The shipped PrivateTmp=yes would hide a checkout under /tmp (CI may clone there) from the agent.
+    ...(/^\/(var\/)?tmp\//.test(REPO_ROOT) ? ['PrivateTmp=no'] : []),
     ...extra,
     '',
   ].join('\n');

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defaultConfig, loadConfig, parseConfigText, resolveConfig } from '../agent/config.js';
@@ -103,6 +103,7 @@ t.test('an empty file means defaults', async (t) => {
 
 t.test('lookup order: --config, then $NODEMEDIC_CONFIG, then defaults', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'nodemedic-cfg-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const a = join(dir, 'a.yaml');
   const b = join(dir, 'b.yaml');
   writeFileSync(a, 'nodeName: from-flag\n');

@@ -131,7 +131,8 @@ t.test('with a real systemd', async (t) => {
       'kubelet.service': '[Service]\nExecStart=/bin/sleep infinity\n',
       'kubelet2.service': '[Service]\nExecStart=/bin/sleep infinity\n',
       'kubelet3.service': '[Service]\nExecStart=/bin/sleep infinity\n',
-      'slowstop.service': '[Service]\nExecStart=/bin/sh -c "trap \'sleep 2; exit 0\' TERM; while :; do sleep 0.1; done"\n',
+      // ExecStop makes every stop take 2 s, whenever it comes (a TERM trap can race the shell's start-up).
+      'slowstop.service': '[Service]\nExecStart=/bin/sleep infinity\nExecStop=/bin/sleep 2\n',
     },
   });
   const host = new RealHost({ commandPrefix: ns.prefix });

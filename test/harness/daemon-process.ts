@@ -91,8 +91,31 @@ function signal(pid: number, sig: NodeJS.Signals): void {
   }
 }
 
+/**
+ * SIGSTOP, then wait (synchronously, at most 2 s) until every thread is really stopped: the signal is
+ * only queued by kill(2), and a Go daemon's threads on another CPU can still answer a request that
+ * arrives in the next few milliseconds (seen once in CI: a "hung" containerd answered in 19 ms).
+ */
 export function pause(pid: number): void {
   process.kill(pid, 'SIGSTOP');
+  const deadline = Date.now() + 2000;
+  const nap = new Int32Array(new SharedArrayBuffer(4));
+  while (Date.now() < deadline) {
+    let allStopped = true;
+    try {
+      for (const tid of readdirSync(`/proc/${pid}/task`)) {
+        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+        // The state follows the parenthesised command name (which may itself contain spaces or parens).
+        const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+        if (state !== 'T' && state !== 't') allStopped = false;
+      }
+    } catch {
+      return; // gone: nothing left to answer anyway
+    }
+    if (allStopped) return;
+    Atomics.wait(nap, 0, 0, 5);
+  }
+  throw new Error(`process ${pid} did not stop within 2 s of SIGSTOP`);
 }
 
 export function resume(pid: number): void {

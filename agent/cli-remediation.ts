@@ -1,7 +1,7 @@
 import { configOption, type CommandSpec, type ParsedArgs } from './cli-types.js';
 import { loadConfig } from './config.js';
-import { formatDuration, parseDuration } from './duration.js';
-import { EXIT, UsageError } from './errors.js';
+import { formatDuration, parseDuration } from '../platform/duration.js';
+import { EXIT, UsageError } from '../platform/errors.js';
 import { clearPause, pausePath, readPause, writePause } from '../remediations/pause.js';
 
 /** Failure to write the pause file (EX_CANTCREAT). */

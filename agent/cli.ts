@@ -9,7 +9,7 @@ import { configOption, type CommandIO, type CommandSpec, type ParsedArgs } from 
 import { REMEDIATION_COMMANDS } from './cli-remediation.js';
 import { KUBERNETES_COMMANDS } from './cli-kubernetes.js';
 import { loadConfig, type Config } from './config.js';
-import { ConfigError, EXIT, UsageError } from './errors.js';
+import { ConfigError, EXIT, UsageError } from '../platform/errors.js';
 import { createLogger } from './logger.js';
 import { SystemdNotifier, superviseWithSystemd } from './notify.js';
 import { exitCodeFor, formatTable } from './report.js';

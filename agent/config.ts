@@ -7,8 +7,8 @@ import { parseDocument } from 'yaml';
 import { CHECK_DEFINITIONS } from '../checks/index.js';
 import type { BaseCheckOptions } from '../checks/types.js';
 import { remediationDefaults, remediationProblems, remediationSchema, type RemediationOptions } from '../remediations/config.js';
-import { DURATION_PATTERN } from './duration.js';
-import { ConfigError } from './errors.js';
+import { DURATION_PATTERN } from '../platform/duration.js';
+import { ConfigError } from '../platform/errors.js';
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 

@@ -1,5 +1,5 @@
 import type { CheckResult } from '../checks/types.js';
-import { EXIT } from './errors.js';
+import { EXIT } from '../platform/errors.js';
 
 /** `check`'s exit code (node-problem-detector custom-plugin protocol): 0 ok, 1 a problem, 2 unknown only. */
 export function exitCodeFor(results: readonly Pick<CheckResult, 'status'>[]): number {

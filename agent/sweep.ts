@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { Clock } from './clock.js';
+import type { Clock } from '../platform/clock.js';
 import type { Check, CheckResult, Finding } from '../checks/types.js';
 
 /** A configured, running check and how long one run may take. */

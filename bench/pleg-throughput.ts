@@ -12,7 +12,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { systemClock } from '../agent/clock.js';
+import { systemClock } from '../platform/clock.js';
 import { FileSource } from '../checks/log-source.js';
 import { classifyKubeletLine, isUnhealthyLabel, PLEG_LABELS, PLEG_LINE_NEEDLES, type PlegLabel } from '../checks/pleg-classify.js';
 import { CORPUS, fmt, marginAbove, median, runs, table, type StepOptions, type StepReport } from './lib.js';

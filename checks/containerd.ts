@@ -1,4 +1,4 @@
-import { formatDuration, parseDuration } from '../agent/duration.js';
+import { formatDuration, parseDuration } from '../platform/duration.js';
 import { absentDaemonFinding, needsUnitState, queryUnit, remaining, runtimeSocketSchema, SingleFlight, type RuntimeSocketOptions } from './daemon-liveness.js';
 import { unknown, type CheckDefinition, type Finding } from './types.js';
 import { unixGrpcUnary } from './unix-http.js';

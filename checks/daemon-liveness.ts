@@ -1,5 +1,5 @@
-import type { Host } from '../agent/host.js';
-import { showUnit } from './systemd-unit.js';
+import type { Host } from '../platform/host.js';
+import { showUnit } from '../platform/systemd-unit.js';
 import { unknown, type BaseCheckOptions, type Finding } from './types.js';
 
 /** Options of a container-runtime check (`docker`, `containerd`): its socket, its unit, a deadline. */
@@ -32,7 +32,7 @@ export type UnitQuery =
   | { known: true; loadState: string; activeState: string; subState: string; unitFileState: string }
   | { known: false; error: string };
 
-/** The unit's state through `showUnit` (checks/systemd-unit.ts), reduced to what the verdict needs. */
+/** The unit's state through `showUnit` (platform/systemd-unit.ts), reduced to what the verdict needs. */
 export async function queryUnit(host: Host, unit: string, timeoutMs: number): Promise<UnitQuery> {
   const r = await showUnit(host, unit, timeoutMs);
   if (!r.ok) return { known: false, error: r.message };

@@ -1,5 +1,5 @@
-import type { StatFs } from '../agent/host.js';
-import { parseDuration } from '../agent/duration.js';
+import type { StatFs } from '../platform/host.js';
+import { parseDuration } from '../platform/duration.js';
 import type { BaseCheckOptions, CheckDefinition, Finding } from './types.js';
 
 export interface DiskOptions extends BaseCheckOptions {

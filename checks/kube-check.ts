@@ -3,8 +3,8 @@
  * Kubernetes access, a deadline of their own, and the rule that a control plane that cannot answer
  * says nothing about this node: every API failure is `unknown`, never `problem`.
  */
-import { formatDuration } from '../agent/duration.js';
-import { KubeApiError, type KubeAccessSource, type KubeApi } from '../remediations/kubernetes/client.js';
+import { formatDuration } from '../platform/duration.js';
+import { KubeApiError, type KubeAccessSource, type KubeApi } from '../platform/kube-client.js';
 import { unknown, type Finding } from './types.js';
 
 /** Reasons a cluster-view check reports when it could not ask the API. */

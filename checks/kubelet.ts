@@ -1,8 +1,8 @@
 import http from 'node:http';
 import https from 'node:https';
 import { performance } from 'node:perf_hooks';
-import { formatDuration, parseDuration } from '../agent/duration.js';
-import { describeUnitState, showUnitShared, type UnitQueryResult, type UnitState } from './systemd-unit.js';
+import { formatDuration, parseDuration } from '../platform/duration.js';
+import { describeUnitState, showUnitShared, type UnitQueryResult, type UnitState } from '../platform/systemd-unit.js';
 import { unknown, type BaseCheckOptions, type CheckDefinition, type Finding } from './types.js';
 
 export interface KubeletOptions extends BaseCheckOptions {

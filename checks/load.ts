@@ -1,5 +1,5 @@
 import si from 'systeminformation';
-import type { Host } from '../agent/host.js';
+import type { Host } from '../platform/host.js';
 import type { BaseCheckOptions, CheckDefinition, Finding } from './types.js';
 
 export interface LoadOptions extends BaseCheckOptions {

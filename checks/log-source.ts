@@ -6,8 +6,8 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
-import type { Clock } from '../agent/clock.js';
-import type { Host, LineStream } from '../agent/host.js';
+import type { Clock } from '../platform/clock.js';
+import type { Host, LineStream } from '../platform/host.js';
 
 /** One log line as delivered to the consumer. */
 export interface LogLine {

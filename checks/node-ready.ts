@@ -5,8 +5,8 @@
  * Reference: https://kubernetes.io/docs/reference/node/node-status/#condition
  */
 import type { V1Node, V1NodeCondition } from '@kubernetes/client-node';
-import { formatDuration, parseDuration } from '../agent/duration.js';
-import { isStatus } from '../remediations/kubernetes/client.js';
+import { formatDuration, parseDuration } from '../platform/duration.js';
+import { isStatus } from '../platform/kube-client.js';
 import { isoTime, preconnect, timeMs, withKubeApi } from './kube-check.js';
 import { unknown, type BaseCheckOptions, type CheckDefinition, type Finding } from './types.js';
 

@@ -6,11 +6,11 @@
  * `SourceUnavailable` (file missing or unreadable, journalctl failing), `SourceCatchingUp` (the journal
  * backlog is still being read), `InvalidConfig` (unknown).
  */
-import type { Host } from '../agent/host.js';
-import { formatDuration, parseDuration } from '../agent/duration.js';
+import type { Host } from '../platform/host.js';
+import { formatDuration, parseDuration } from '../platform/duration.js';
 import { classifyKubeletLine, PLEG_LINE_NEEDLES, type PlegLabel } from './pleg-classify.js';
 import { FileSource, JournaldSource, type LogLine, type LogSource, type SourceStatus } from './log-source.js';
-import { showUnitShared, type UnitState } from './systemd-unit.js';
+import { showUnitShared, type UnitState } from '../platform/systemd-unit.js';
 import { unknown, type BaseCheckOptions, type Check, type CheckDefinition, type CheckDeps, type Finding } from './types.js';
 
 export interface PlegOptions extends BaseCheckOptions {

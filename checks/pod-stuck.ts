@@ -18,7 +18,7 @@
  *   `FailedAttachVolume`, both on the pod.
  */
 import type { CoreV1Event, V1ContainerStatus, V1Pod } from '@kubernetes/client-node';
-import { formatDuration } from '../agent/duration.js';
+import { formatDuration } from '../platform/duration.js';
 import { timeMs } from './kube-check.js';
 import type { Finding } from './types.js';
 

@@ -4,7 +4,7 @@
  * node's fault are listed as excluded and never count (checks/pod-stuck.ts has the rules).
  */
 import type { V1Pod } from '@kubernetes/client-node';
-import { parseDuration } from '../agent/duration.js';
+import { parseDuration } from '../platform/duration.js';
 import { preconnect, withKubeApi } from './kube-check.js';
 import { assessPods, podsNeedingEvents, type PodEvents } from './pod-stuck.js';
 import type { BaseCheckOptions, CheckDefinition, Finding } from './types.js';

@@ -1,4 +1,4 @@
-import type { CommandResult, Host } from '../agent/host.js';
+import type { CommandResult, Host } from '../platform/host.js';
 import {
   compareEVR,
   formatEVR,

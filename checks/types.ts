@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
-import type { Host } from '../agent/host.js';
-import type { KubeAccessSource } from '../remediations/kubernetes/client.js';
+import type { Host } from '../platform/host.js';
+import type { KubeAccessSource } from '../platform/kube-client.js';
 
 /** What a check concluded. `unknown` means "could not tell" and is never acted on alone. */
 export type CheckStatus = 'ok' | 'problem' | 'unknown';

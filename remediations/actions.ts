@@ -1,6 +1,6 @@
-import { formatDuration } from '../agent/duration.js';
-import type { Host } from '../agent/host.js';
-import { describeUnitState, showUnit, type UnitQueryResult } from '../checks/systemd-unit.js';
+import { formatDuration } from '../platform/duration.js';
+import type { Host } from '../platform/host.js';
+import { describeUnitState, showUnit, type UnitQueryResult } from '../platform/systemd-unit.js';
 import type { UnitFacts } from './types.js';
 
 /** How long asking systemd about a unit may take; a PID 1 that does not answer in this is unhealthy. */

@@ -1,6 +1,6 @@
 /**
  * The `remediation:` section: how the ladder behaves, its guards and budgets, and (when Kubernetes
- * access is configured) how the last step drains and reboots. Durations are strings (agent/duration.ts).
+ * access is configured) how the last step drains and reboots. Durations are strings (platform/duration.ts).
  */
 export type RemediationMode = 'off' | 'dry-run' | 'enforce';
 

@@ -1,10 +1,10 @@
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import type { Clock } from '../agent/clock.js';
+import type { Clock } from '../platform/clock.js';
 import type { Config } from '../agent/config.js';
-import { parseDuration } from '../agent/duration.js';
-import { ConfigError } from '../agent/errors.js';
-import type { Host } from '../agent/host.js';
+import { parseDuration } from '../platform/duration.js';
+import { ConfigError } from '../platform/errors.js';
+import type { Host } from '../platform/host.js';
 import { CHECK_DEFINITIONS } from '../checks/index.js';
 import type { CheckResult } from '../checks/types.js';
 import { readUnitFacts, restartUnit } from './actions.js';

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { removeFileDurably, writeFileAtomic } from './atomic-file.js';
+import { removeFileDurably, writeFileAtomic } from '../platform/atomic-file.js';
 import type { PauseState } from './types.js';
 
 /**

@@ -4,7 +4,7 @@ import { Ajv } from 'ajv';
 import type { Logger } from 'pino';
 import { STEP_NAMES } from './config.js';
 import { emptyState } from './decide.js';
-import { moveAside, writeFileAtomic } from './atomic-file.js';
+import { moveAside, writeFileAtomic } from '../platform/atomic-file.js';
 import type { LadderState } from './types.js';
 
 export const STATE_FILE = 'state.json';

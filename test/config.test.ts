@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defaultConfig, loadConfig, parseConfigText, resolveConfig } from '../agent/config.js';
-import { ConfigError } from '../agent/errors.js';
+import { ConfigError } from '../platform/errors.js';
 
 function problems(fn: () => unknown): string[] {
   try {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { execa } from 'execa';
 import { pino } from 'pino';
-import { RealHost } from '../agent/host.js';
+import { RealHost } from '../platform/host.js';
 import { containerdCheck, decodeVersionResponse, type ContainerdOptions } from '../checks/containerd.js';
 import type { Finding } from '../checks/types.js';
 import { startContainerd, type ContainerdHandle } from './harness/containerd.js';

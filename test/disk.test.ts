@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { RealHost, type Host, type StatFs } from '../agent/host.js';
+import { RealHost, type Host, type StatFs } from '../platform/host.js';
 import { diskCheck, usageOf, type DiskOptions } from '../checks/disk.js';
 import { requireComponent } from './helpers/require.js';
 

@@ -1,7 +1,7 @@
 import { rm } from 'node:fs/promises';
 import t from 'tap';
 import { pino } from 'pino';
-import { RealHost } from '../agent/host.js';
+import { RealHost } from '../platform/host.js';
 import { containerdCheck } from '../checks/containerd.js';
 import { dockerCheck } from '../checks/docker.js';
 import type { Finding } from '../checks/types.js';

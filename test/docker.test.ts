@@ -2,7 +2,7 @@ import { readdirSync, readlinkSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import t, { type Test } from 'tap';
 import { pino } from 'pino';
-import { RealHost } from '../agent/host.js';
+import { RealHost } from '../platform/host.js';
 import { dockerCheck, parseDockerInfo, type DockerOptions } from '../checks/docker.js';
 import type { Finding } from '../checks/types.js';
 import { startDockerd, type DockerdHandle } from './harness/dockerd.js';

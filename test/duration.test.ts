@@ -1,5 +1,5 @@
 import t from 'tap';
-import { formatDuration, parseDuration } from '../agent/duration.js';
+import { formatDuration, parseDuration } from '../platform/duration.js';
 
 t.test('parses Go-style durations', async (t) => {
   const cases: [string, number][] = [

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
-import { RealHost } from '../agent/host.js';
+import { RealHost } from '../platform/host.js';
 
 const host = new RealHost();
 const alive = (pid: number): boolean => {

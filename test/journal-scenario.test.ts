@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import pino from 'pino';
 import t from 'tap';
-import { RealHost } from '../agent/host.js';
+import { RealHost } from '../platform/host.js';
 import { kubeletCheck } from '../checks/kubelet.js';
 import { plegCheck } from '../checks/pleg.js';
 import type { Check, CheckDeps, Finding } from '../checks/types.js';

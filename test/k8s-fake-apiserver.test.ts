@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { connectKubernetes, KubeApiError } from '../remediations/kubernetes/client.js';
+import { connectKubernetes, KubeApiError } from '../platform/kube-client.js';
 import { MicroTime } from '../remediations/kubernetes/lease.js';
 import { makeNode, makePod } from './fake-apiserver/fixtures.js';
 import { FakeApiServer } from './fake-apiserver/server.js';

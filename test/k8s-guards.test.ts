@@ -7,7 +7,7 @@ import type { V1Node, V1Pod } from '@kubernetes/client-node';
 import { CORDON_TOKEN, CORDONED_BY } from '../remediations/kubernetes/cordon.js';
 import { capacityGuard, stormGuard, unhealthyLimit, windowGuard } from '../remediations/kubernetes/guards.js';
 import { classifyPod, podRequests } from '../remediations/kubernetes/pods.js';
-import { parseQuantity } from '../remediations/kubernetes/quantity.js';
+import { parseQuantity } from '../platform/quantity.js';
 import { makeNode, makePod } from './fake-apiserver/fixtures.js';
 import { agentlet, startCluster } from './fake-apiserver/harness.js';
 

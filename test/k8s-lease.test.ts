@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { pino } from 'pino';
-import { systemClock } from '../agent/clock.js';
+import { systemClock } from '../platform/clock.js';
 import { RebootLease } from '../remediations/kubernetes/lease.js';
 import { makeNode, makePod } from './fake-apiserver/fixtures.js';
 import { agentlet, sleep, spawnCli, startCluster, until, writeNodeConfigFile } from './fake-apiserver/harness.js';

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { parseAllDocuments } from 'yaml';
-import { connectKubernetes } from '../remediations/kubernetes/client.js';
+import { connectKubernetes } from '../platform/kube-client.js';
 import { cordon, uncordon } from '../remediations/kubernetes/cordon.js';
 import { makeNode, makePod } from './fake-apiserver/fixtures.js';
 import { agentlet, result, startCluster, until } from './fake-apiserver/harness.js';

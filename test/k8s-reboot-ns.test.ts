@@ -5,8 +5,8 @@
  */
 import t from 'tap';
 import { pino } from 'pino';
-import { systemClock } from '../agent/clock.js';
-import { RealHost, type Host } from '../agent/host.js';
+import { systemClock } from '../platform/clock.js';
+import { RealHost, type Host } from '../platform/host.js';
 import { DrainRebootController } from '../remediations/kubernetes/rebooter.js';
 import { makeNode, makePod } from './fake-apiserver/fixtures.js';
 import { nodeConfig, startCluster } from './fake-apiserver/harness.js';

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import t from 'tap';
-import { systemClock } from '../agent/clock.js';
+import { systemClock } from '../platform/clock.js';
 import { CORDON_TOKEN, CORDONED_BY } from '../remediations/kubernetes/cordon.js';
 import { DrainRebootController } from '../remediations/kubernetes/rebooter.js';
 import { makeNode, makePod } from './fake-apiserver/fixtures.js';

@@ -3,9 +3,9 @@
 import { performance } from 'node:perf_hooks';
 import pino from 'pino';
 import t from 'tap';
-import { RealHost } from '../agent/host.js';
+import { RealHost } from '../platform/host.js';
 import { kubeletCheck, kubeletFinding, probeHealthz, type KubeletOptions } from '../checks/kubelet.js';
-import { parseSystemdTimestamp, showUnit, unitStateFromShow } from '../checks/systemd-unit.js';
+import { parseSystemdTimestamp, showUnit, unitStateFromShow } from '../platform/systemd-unit.js';
 import type { Check, Finding } from '../checks/types.js';
 import { requireComponent } from './helpers/require.js';
 import { FakeKubelet, freePort } from './harness/fake-kubelet.js';
@@ -246,8 +246,8 @@ t.test('against a real systemd running a fake kubelet', async (t) => {
 });
 
 t.test('concurrent questions about one unit share one systemctl show', async (t) => {
-  const { showUnitShared } = await import('../checks/systemd-unit.js');
-  const { RealHost } = await import('../agent/host.js');
+  const { showUnitShared } = await import('../platform/systemd-unit.js');
+  const { RealHost } = await import('../platform/host.js');
   const real = new RealHost();
   let calls = 0;
   const host = Object.assign(Object.create(real) as typeof real, {

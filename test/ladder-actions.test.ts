@@ -1,7 +1,7 @@
 // Carrying out restarts: `systemctl restart` through the host prefix, bounded, confirmed with
 // `systemctl show`, against a real systemd as PID 1 of a throwaway namespace.
 import t, { type Test } from 'tap';
-import { RealHost } from '../agent/host.js';
+import { RealHost } from '../platform/host.js';
 import { readUnitFacts, restartUnit } from '../remediations/actions.js';
 import { requireComponent } from './helpers/require.js';
 import { requireSystemdNs, startSystemdNs } from './harness/systemd-ns.js';

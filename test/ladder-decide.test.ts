@@ -1,6 +1,6 @@
 // The ladder's decision function, path by path, with an injected clock. Pure: no I/O anywhere here.
 import t from 'tap';
-import { ManualClock } from '../agent/clock.js';
+import { ManualClock } from '../platform/clock.js';
 import type { CheckResult, CheckStatus } from '../checks/types.js';
 import { remediationDefaults, remediationProblems } from '../remediations/config.js';
 import {

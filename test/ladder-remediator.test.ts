@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import t from 'tap';
 import { resolveConfig, type Config } from '../agent/config.js';
-import { RealHost } from '../agent/host.js';
+import { RealHost } from '../platform/host.js';
 import type { CheckResult, CheckStatus } from '../checks/types.js';
 import { createRemediator } from '../remediations/index.js';
 import type { ActionName, ActionResult } from '../remediations/types.js';

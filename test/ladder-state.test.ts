@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import t from 'tap';
-import { writeFileAtomic } from '../remediations/atomic-file.js';
+import { writeFileAtomic } from '../platform/atomic-file.js';
 import { emptyState } from '../remediations/decide.js';
 import { clearPause, pausePath, readPause, writePause } from '../remediations/pause.js';
 import { CORRUPT_REBOOT_HOLD_MS, parseState, StateStore } from '../remediations/state.js';
@@ -119,7 +119,7 @@ t.test('an unreadable state file is an error, not a silent fresh start', async (
 
 t.test('kill -9 while saving in a loop never leaves a partial state file', async (t) => {
   const dir = await tempDir(t);
-  const stateTs = fileURLToPath(new URL('../remediations/atomic-file.ts', import.meta.url));
+  const stateTs = fileURLToPath(new URL('../platform/atomic-file.ts', import.meta.url));
   // A child process rewrites the file as fast as it can with ~200 KB states; we SIGKILL it mid-stream.
   const script = `
     const { writeFileAtomic } = await import(${JSON.stringify(stateTs)});

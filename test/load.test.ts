@@ -1,6 +1,6 @@
 import t from 'tap';
 import { pino } from 'pino';
-import { RealHost, type Host } from '../agent/host.js';
+import { RealHost, type Host } from '../platform/host.js';
 import { loadCheck, parseLoadavg, parsePressure } from '../checks/load.js';
 
 t.test('parses /proc/loadavg and PSI files', async (t) => {

@@ -16,8 +16,8 @@ import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import t, { type Test } from 'tap';
-import { systemClock } from '../agent/clock.js';
-import { RealHost } from '../agent/host.js';
+import { systemClock } from '../platform/clock.js';
+import { RealHost } from '../platform/host.js';
 import {
   FileSource,
   JournaldSource,

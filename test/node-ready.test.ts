@@ -5,15 +5,15 @@
  */
 import { pino } from 'pino';
 import t from 'tap';
-import { ManualClock } from '../agent/clock.js';
+import { ManualClock } from '../platform/clock.js';
 import { resolveConfig } from '../agent/config.js';
-import { RealHost } from '../agent/host.js';
+import { RealHost } from '../platform/host.js';
 import { nodeReadyCheck, type NodeReadyOptions } from '../checks/node-ready.js';
 import { stuckPodsCheck } from '../checks/stuck-pods.js';
 import type { CheckResult, Finding } from '../checks/types.js';
 import { decide, emptyState } from '../remediations/decide.js';
 import { ladderPolicy } from '../remediations/index.js';
-import { lazyKubeAccess } from '../remediations/kubernetes/client.js';
+import { lazyKubeAccess } from '../platform/kube-client.js';
 import { nodeWithReady, startFakeCluster, terminatingPod } from './fake-apiserver/pod-states.js';
 import type { FakeApiServer } from './fake-apiserver/server.js';
 

@@ -10,9 +10,9 @@ import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import t, { type Test } from 'tap';
-import { ManualClock } from '../agent/clock.js';
+import { ManualClock } from '../platform/clock.js';
 import { resolveConfig } from '../agent/config.js';
-import { RealHost } from '../agent/host.js';
+import { RealHost } from '../platform/host.js';
 import { MAX_QUOTED_CHARS, MAX_TIMES_PER_LABEL, PlegMonitor, plegCheck, type PlegOptions } from '../checks/pleg.js';
 import type { Finding } from '../checks/types.js';
 

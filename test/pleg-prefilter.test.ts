@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { systemClock } from '../agent/clock.js';
+import { systemClock } from '../platform/clock.js';
 import { FileSource, LineSplitter } from '../checks/log-source.js';
 import { classifyKubeletLine, PLEG_LINE_NEEDLES, type PlegClassification } from '../checks/pleg-classify.js';
 

@@ -7,12 +7,12 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import t from 'tap';
-import { ManualClock } from '../agent/clock.js';
-import { RealHost } from '../agent/host.js';
+import { ManualClock } from '../platform/clock.js';
+import { RealHost } from '../platform/host.js';
 import { classifyPod, type PodVerdict } from '../checks/pod-stuck.js';
 import { stuckPodsCheck, type StuckPodsOptions } from '../checks/stuck-pods.js';
 import type { Finding } from '../checks/types.js';
-import { lazyKubeAccess } from '../remediations/kubernetes/client.js';
+import { lazyKubeAccess } from '../platform/kube-client.js';
 import { makeNode } from './fake-apiserver/fixtures.js';
 import {
   configErrorPod,

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { pino } from 'pino';
-import { systemClock } from '../agent/clock.js';
+import { systemClock } from '../platform/clock.js';
 import { Sweeper, type ActiveCheck } from '../agent/sweep.js';
 import type { CheckResult, Finding } from '../checks/types.js';
 

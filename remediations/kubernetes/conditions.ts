@@ -6,9 +6,9 @@
  * kubelet's own conditions are untouched.
  */
 import type { Logger } from 'pino';
-import type { Clock } from '../../agent/clock.js';
+import type { Clock } from '../../platform/clock.js';
 import type { CheckResult } from '../../checks/types.js';
-import type { KubeApi } from './client.js';
+import type { KubeApi } from '../../platform/kube-client.js';
 
 export type ConditionType = 'KubeletUnhealthy' | 'ContainerRuntimeUnhealthy' | 'PLEGUnhealthy' | 'RebootRequired';
 export type ConditionStatus = 'True' | 'False' | 'Unknown';

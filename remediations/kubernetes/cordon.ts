@@ -5,7 +5,7 @@
  * a node an administrator cordoned (no token, or another one) is never uncordoned by the agent.
  */
 import type { V1Node } from '@kubernetes/client-node';
-import { isStatus, type KubeApi } from './client.js';
+import { isStatus, type KubeApi } from '../../platform/kube-client.js';
 
 export const CORDONED_BY = 'nodemedic.io/cordoned-by';
 export const CORDON_TOKEN = 'nodemedic.io/cordon-token';

@@ -7,9 +7,9 @@
  */
 import { setMaxListeners } from 'node:events';
 import type { V1Pod } from '@kubernetes/client-node';
-import type { Clock } from '../../agent/clock.js';
-import { formatDuration } from '../../agent/duration.js';
-import { KubeApiError, isStatus, type KubeApi } from './client.js';
+import type { Clock } from '../../platform/clock.js';
+import { formatDuration } from '../../platform/duration.js';
+import { KubeApiError, isStatus, type KubeApi } from '../../platform/kube-client.js';
 import type { DrainPodPlan, PlannedPod } from './pods.js';
 
 export interface DrainSettings {

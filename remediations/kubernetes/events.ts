@@ -6,8 +6,8 @@
  * Reference: https://kubernetes.io/docs/reference/kubernetes-api/cluster-resources/event-v1/
  */
 import type { Logger } from 'pino';
-import type { Clock } from '../../agent/clock.js';
-import type { KubeApi } from './client.js';
+import type { Clock } from '../../platform/clock.js';
+import type { KubeApi } from '../../platform/kube-client.js';
 
 /** Reasons nodemedic uses, UpperCamelCase and stable (tools filter on them). */
 export type EventReason =

@@ -5,7 +5,7 @@
 import type { V1Node, V1Pod } from '@kubernetes/client-node';
 import { CORDONED_BY } from './cordon.js';
 import { podId, podRequests, type Resources } from './pods.js';
-import { formatCpu, formatMemory, parseQuantity } from './quantity.js';
+import { formatCpu, formatMemory, parseQuantity } from '../../platform/quantity.js';
 
 export type GuardName = 'window' | 'storm' | 'capacity' | 'lease' | 'drain-plan' | 'api';
 

@@ -14,15 +14,15 @@
  * Nothing is loaded or connected until the first API call (client-node takes about a second to load).
  */
 import type { Logger } from 'pino';
-import { systemClock, type Clock } from '../../agent/clock.js';
+import { systemClock, type Clock } from '../../platform/clock.js';
 import type { Config } from '../../agent/config.js';
-import type { Host } from '../../agent/host.js';
+import type { Host } from '../../platform/host.js';
 import type { CheckResult } from '../../checks/types.js';
 import type { ActionRecorder } from '../types.js';
-import { kubeAccessKind, lazyKubeAccess, lazyKubeApi, type ConnectOptions, type KubeAccess, type KubeAccessSource } from './client.js';
+import { kubeAccessKind, lazyKubeAccess, lazyKubeApi, type ConnectOptions, type KubeAccess, type KubeAccessSource } from '../../platform/kube-client.js';
 import { DrainRebootController, type EpisodeEnd, type Tuning } from './rebooter.js';
 
-export { connectKubernetes, KubeApiError, type KubeAccess, type KubeApi } from './client.js';
+export { connectKubernetes, KubeApiError, type KubeAccess, type KubeApi } from '../../platform/kube-client.js';
 export { DrainRebootController, type DrainRebootResult, type EpisodeEnd, type Tuning } from './rebooter.js';
 
 export interface KubernetesIntegrationDeps {

@@ -10,9 +10,9 @@
  */
 import type { V1Lease } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import type { Clock } from '../../agent/clock.js';
-import { formatDuration } from '../../agent/duration.js';
-import { isStatus, type KubeApi } from './client.js';
+import type { Clock } from '../../platform/clock.js';
+import { formatDuration } from '../../platform/duration.js';
+import { isStatus, type KubeApi } from '../../platform/kube-client.js';
 
 export const LEASE_PREFIX = 'nodemedic-reboot-';
 

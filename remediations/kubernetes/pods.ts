@@ -3,7 +3,7 @@
  * (k8s.io/kubectl/pkg/drain/filters.go). Pure functions of the pod list and the options.
  */
 import type { V1Pod } from '@kubernetes/client-node';
-import { parseQuantity } from './quantity.js';
+import { parseQuantity } from '../../platform/quantity.js';
 
 /** What the drain does with one pod. */
 export type PodDisposition =

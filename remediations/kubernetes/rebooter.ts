@@ -6,13 +6,13 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { Clock } from '../../agent/clock.js';
+import type { Clock } from '../../platform/clock.js';
 import type { Config } from '../../agent/config.js';
-import { parseDuration } from '../../agent/duration.js';
-import type { Host } from '../../agent/host.js';
+import { parseDuration } from '../../platform/duration.js';
+import type { Host } from '../../platform/host.js';
 import type { CheckResult } from '../../checks/types.js';
 import type { ActionName, ActionRecorder, ActionResult, DrainRebooter } from '../types.js';
-import type { KubeAccess, KubeApi } from './client.js';
+import type { KubeAccess, KubeApi } from '../../platform/kube-client.js';
 import { ConditionPublisher, desiredConditions, type RebootState } from './conditions.js';
 import { cordon, CORDONED_BY, markOf, uncordon } from './cordon.js';
 import { drainPods, type DrainOutcome, type DrainProgress } from './drain.js';

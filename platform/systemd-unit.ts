@@ -1,5 +1,5 @@
-import type { CommandResult, Host } from '../agent/host.js';
-import { formatDuration } from '../agent/duration.js';
+import type { CommandResult, Host } from './host.js';
+import { formatDuration } from './duration.js';
 
 /**
  * A unit as `systemctl show` describes it. Timestamps are undefined when systemd has none (the

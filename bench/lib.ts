@@ -66,8 +66,8 @@ export const REPO_ROOT = (() => {
 
 /** The built CLI, as `npm run bench` builds it first. */
 export const CLI = resolve(REPO_ROOT, 'dist/agent/cli.js');
-/** The shared corpus beside the repository (read-only). */
-export const CORPUS = resolve(REPO_ROOT, '../shared/corpus');
+/** The corpus in the repository (test/fixtures/corpus; provenance in its SOURCES.md). */
+export const CORPUS = resolve(REPO_ROOT, 'test/fixtures/corpus');
 
 // ---------------------------------------------------------------------------------------------
 // statistics

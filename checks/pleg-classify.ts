@@ -5,13 +5,13 @@
  * position (sticky) or over a bounded head of the line with bounded quantifiers, so an adversarial
  * 100 KB line costs about as much as scanning it once.
  *
- * Formats recognised (see ../shared/corpus/kubelet/): journald/syslog prefixes with or without a PID,
+ * Formats recognised (see test/fixtures/corpus/kubelet/): journald/syslog prefixes with or without a PID,
  * bare klog, structured `"Skipping pod synchronization" err="..."`, JSON lines (with a `10.0.0.1: `
  * talosctl prefix), kubelet inside docker (`docker[641]: ...`), and bare messages as shown by
  * `kubectl describe node`.
  */
 
-/** The labels of ../shared/corpus/kubelet/kubelet-pleg.tsv, plus `other` for everything else. */
+/** The labels of test/fixtures/corpus/kubelet/kubelet-pleg.tsv, plus `other` for everything else. */
 export type PlegLabel = 'pleg-unhealthy' | 'pleg-relist-error' | 'node-notready-pleg' | 'pleg-startup' | 'pleg-benign' | 'other';
 
 export const PLEG_LABELS: readonly PlegLabel[] = [

@@ -31,7 +31,7 @@ import { requireSystemdNs, startSystemdNs, waitFor } from './harness/systemd-ns.
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
-const corpusDir = fileURLToPath(new URL('../../shared/corpus/', import.meta.url));
+const corpusDir = fileURLToPath(new URL('./fixtures/corpus/', import.meta.url));
 const plegRows = readFileSync(join(corpusDir, 'kubelet/kubelet-pleg.tsv'), 'utf8')
   .split('\n')
   .slice(1)

@@ -16,7 +16,7 @@ import { RealHost } from '../platform/host.js';
 import { MAX_QUOTED_CHARS, MAX_TIMES_PER_LABEL, PlegMonitor, plegCheck, type PlegOptions } from '../checks/pleg.js';
 import type { Finding } from '../checks/types.js';
 
-const corpus = fileURLToPath(new URL('../../shared/corpus/kubelet/', import.meta.url));
+const corpus = fileURLToPath(new URL('./fixtures/corpus/kubelet/', import.meta.url));
 const rows = readFileSync(corpus + 'kubelet-pleg.tsv', 'utf8')
   .split('\n')
   .slice(1)

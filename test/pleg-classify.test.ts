@@ -9,7 +9,7 @@ import {
   type PlegLabel,
 } from '../checks/pleg-classify.js';
 
-const corpus = fileURLToPath(new URL('../../shared/corpus/kubelet/', import.meta.url));
+const corpus = fileURLToPath(new URL('./fixtures/corpus/kubelet/', import.meta.url));
 
 /** `label<TAB>line` rows after the header, with their 1-based line number in the file. */
 function readTsv(name: string): { no: number; label: string; line: string }[] {

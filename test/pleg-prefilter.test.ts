@@ -13,7 +13,7 @@ import { systemClock } from '../platform/clock.js';
 import { FileSource, LineSplitter } from '../checks/log-source.js';
 import { classifyKubeletLine, PLEG_LINE_NEEDLES, type PlegClassification } from '../checks/pleg-classify.js';
 
-const corpus = fileURLToPath(new URL('../../shared/corpus/kubelet/', import.meta.url));
+const corpus = fileURLToPath(new URL('./fixtures/corpus/kubelet/', import.meta.url));
 
 function corpusLines(name: string): string[] {
   return readFileSync(corpus + name, 'utf8')

@@ -19,7 +19,7 @@ import { CHECK_DEFINITIONS } from '../checks/index.js';
 import { PlegMonitor, plegCheck } from '../checks/pleg.js';
 import type { CheckResult } from '../checks/types.js';
 
-const corpus = fileURLToPath(new URL('../../shared/corpus/kubelet/', import.meta.url));
+const corpus = fileURLToPath(new URL('./fixtures/corpus/kubelet/', import.meta.url));
 const unhealthy = readFileSync(corpus + 'kubelet-pleg.tsv', 'utf8')
   .split('\n')
   .slice(1)

@@ -14,7 +14,7 @@ import {
   type Ordering,
 } from '../checks/rpm-version.js';
 
-const corpus = new URL('../../shared/corpus/', import.meta.url);
+const corpus = new URL('./fixtures/corpus/', import.meta.url);
 const read = (rel: string): string => readFileSync(new URL(rel, corpus), 'utf8');
 
 interface Vector {

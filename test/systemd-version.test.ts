@@ -10,7 +10,7 @@ import { systemdVersionCheck, type SystemdVersionOptions } from '../checks/syste
 import type { Finding } from '../checks/types.js';
 import { requireComponent } from './helpers/require.js';
 
-const corpus = new URL('../../shared/corpus/', import.meta.url);
+const corpus = new URL('./fixtures/corpus/', import.meta.url);
 const versionsDir = new URL('systemd/systemctl-version/', corpus);
 const logger = pino({ level: 'silent' });
 

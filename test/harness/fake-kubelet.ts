@@ -18,9 +18,9 @@ import { freePort } from '../helpers/agent.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const FAKE_KUBELET_SCRIPT = resolve(here, '../fixtures/fake-kubelet.mjs');
-/** The shared corpus (../shared/corpus beside the repository). */
-export const PLEG_CORPUS = resolve(here, '../../../shared/corpus/kubelet/kubelet-pleg.tsv');
-export const OTHER_CORPUS = resolve(here, '../../../shared/corpus/kubelet/kubelet-other.tsv');
+/** The corpus (test/fixtures/corpus, copied verbatim; provenance in its SOURCES.md). */
+export const PLEG_CORPUS = resolve(here, '../fixtures/corpus/kubelet/kubelet-pleg.tsv');
+export const OTHER_CORPUS = resolve(here, '../fixtures/corpus/kubelet/kubelet-other.tsv');
 
 /** Lines a fake kubelet writes, one every `everyMs`, while its start number is in [fromStart, toStart]. */
 /** A free TCP port on 127.0.0.1 (closed again, so a small race with other processes is possible). */

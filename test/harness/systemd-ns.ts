@@ -1,6 +1,6 @@
 /**
  * A real systemd as PID 1 of a throwaway PID/mount/cgroup namespace, for integration tests
- * (recipe and DANGER note: ../shared/docs/TESTING.md).
+ * (recipe: the comments in test/harness/systemd/init.sh and below).
  *
  * ```ts
  * import { requireSystemdNs, startSystemdNs } from './harness/systemd-ns.js';

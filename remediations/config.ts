@@ -4,6 +4,19 @@
  */
 export type RemediationMode = 'off' | 'dry-run' | 'enforce';
 
+/**
+ * The part of the agent's configuration that remediation reads. agent/config.ts's `Config` has all of
+ * it (and is passed as is); it is spelled out here so that remediations never import the agent.
+ */
+export interface RemediationConfig {
+  nodeName: string;
+  stateDir: string;
+  /** Per check its options; the ladder reads the `unit` of kubelet, docker and containerd. */
+  checks: Record<string, { enabled: boolean } & Record<string, unknown>>;
+  remediation: RemediationOptions;
+  kubernetes: { kubeconfig: string };
+}
+
 /** Ladder steps, in the runbook's order. */
 export type StepName = 'restart-kubelet' | 'restart-runtime' | 'drain-reboot';
 export const STEP_NAMES: readonly StepName[] = ['restart-kubelet', 'restart-runtime', 'drain-reboot'];

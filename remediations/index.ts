@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Clock } from '../platform/clock.js';
-import type { Config } from '../agent/config.js';
+import type { RemediationConfig as Config } from './config.js';
 import { parseDuration } from '../platform/duration.js';
 import { ConfigError } from '../platform/errors.js';
 import type { Host } from '../platform/host.js';

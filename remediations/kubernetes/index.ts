@@ -15,7 +15,7 @@
  */
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from '../../platform/clock.js';
-import type { Config } from '../../agent/config.js';
+import type { RemediationConfig as Config } from '../config.js';
 import type { Host } from '../../platform/host.js';
 import type { CheckResult } from '../../checks/types.js';
 import type { ActionRecorder } from '../types.js';

@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Clock } from '../../platform/clock.js';
-import type { Config } from '../../agent/config.js';
+import type { RemediationConfig as Config } from '../config.js';
 import { parseDuration } from '../../platform/duration.js';
 import type { Host } from '../../platform/host.js';
 import type { CheckResult } from '../../checks/types.js';

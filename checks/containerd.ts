@@ -22,6 +22,10 @@ export const CONTAINERD_VERSION_METHOD = '/containerd.services.version.v1.Versio
  */
 export const containerdCheck: CheckDefinition<ContainerdOptions> = {
   id: 'containerd',
+  reasons: ['ContainerdHealthy', 'ContainerdHung', 'ContainerdDown', 'NotInstalled', 'NotRunning'],
+  restartCures: true,
+  nodeCondition: { type: 'ContainerRuntimeUnhealthy', healthyReason: 'ContainerRuntimeIsHealthy' },
+  hostPathOptions: ['socket'],
   defaults: { enabled: true, socket: '/run/containerd/containerd.sock', unit: 'containerd', timeout: '10s' },
   schema: runtimeSocketSchema,
   create(options, { host }) {

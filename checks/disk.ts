@@ -47,6 +47,9 @@ type Outcome = { kind: 'usage'; usage: PathUsage } | { kind: 'missing' } | { kin
 
 export const diskCheck: CheckDefinition<DiskOptions> = {
   id: 'disk',
+  reasons: ['DiskUsageHigh', 'InodeUsageHigh', 'DiskUsageNormal', 'StatfsTimeout', 'StatfsFailed'],
+  restartCures: false, // no restart frees a disk
+  hostPathOptions: ['paths'],
   defaults: {
     enabled: true,
     paths: ['/', '/var/lib/kubelet', '/var/lib/docker', '/var/lib/containerd'],

@@ -20,6 +20,10 @@ export type DockerOptions = RuntimeSocketOptions;
  */
 export const dockerCheck: CheckDefinition<DockerOptions> = {
   id: 'docker',
+  reasons: ['DockerHealthy', 'DockerHung', 'DockerDown', 'NotInstalled', 'NotRunning', 'SocketError'],
+  restartCures: true,
+  nodeCondition: { type: 'ContainerRuntimeUnhealthy', healthyReason: 'ContainerRuntimeIsHealthy' },
+  hostPathOptions: ['socket'],
   defaults: { enabled: true, socket: '/var/run/docker.sock', unit: 'docker', timeout: '10s' },
   schema: runtimeSocketSchema,
   create(options, { host }) {

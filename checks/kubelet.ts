@@ -197,6 +197,9 @@ export function kubeletFinding(
 
 export const kubeletCheck: CheckDefinition<KubeletOptions> = {
   id: 'kubelet',
+  reasons: ['KubeletHealthy', 'KubeletInactive', 'KubeletHealthzFailed', 'KubeletHealthzTimeout', 'NotInstalled', 'CommandTimeout', 'SystemctlFailed'],
+  restartCures: true,
+  nodeCondition: { type: 'KubeletUnhealthy', healthyReason: 'KubeletIsHealthy' },
   defaults: { enabled: true, unit: 'kubelet', healthzUrl: 'http://127.0.0.1:10248/healthz', timeout: '10s' },
   schema: {
     type: 'object',

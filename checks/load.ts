@@ -50,6 +50,8 @@ async function readPressure(host: Host): Promise<Record<string, Pressure> | unde
 
 export const loadCheck: CheckDefinition<LoadOptions> = {
   id: 'load',
+  reasons: ['LoadHigh', 'LoadNormal'],
+  restartCures: false, // a restart does not remove what loads the node
   defaults: { enabled: true, maxLoadPerCpu: 3 },
   schema: {
     type: 'object',

@@ -80,6 +80,8 @@ export function judgeNode(node: V1Node, now: number, notReadyForMs: number, firs
 
 export const nodeReadyCheck: CheckDefinition<NodeReadyOptions> = {
   id: 'node-ready',
+  reasons: ['NodeReady', 'NotReadyWithinGrace', 'NodeNotReady', 'NoReadyCondition', 'NodeNotFound'],
+  restartCures: true,
   defaults: { enabled: true, notReadyFor: '1m', timeout: '10s' },
   schema: {
     type: 'object',

@@ -498,6 +498,10 @@ const duration = { type: 'string', format: 'duration' } as const;
 
 export const plegCheck: CheckDefinition<PlegOptions> = {
   id: 'pleg',
+  reasons: ['PLEGUnhealthy', 'PLEGHealthy', 'PLEGRelistErrors', 'NotInstalled', 'SourceUnavailable', 'SourceCatchingUp'],
+  restartCures: true,
+  nodeCondition: { type: 'PLEGUnhealthy', healthyReason: 'PLEGIsHealthy' },
+  hostPathOptions: ['file'],
   defaults: { enabled: true, source: 'journald', unit: 'kubelet', file: '', window: '5m', minOccurrences: 3, startupGrace: '5m' },
   schema: {
     type: 'object',

@@ -20,6 +20,8 @@ export interface StuckPodsOptions extends BaseCheckOptions {
 
 export const stuckPodsCheck: CheckDefinition<StuckPodsOptions> = {
   id: 'stuck-pods',
+  reasons: ['NoStuckPods', 'PodsStuckTerminating', 'PodsStuckStarting', 'PodsStuck', 'CannotRuleOutCauses'],
+  restartCures: true,
   defaults: { enabled: true, stuckTerminatingAfter: '5m', stuckStartingAfter: '10m', timeout: '10s' },
   schema: {
     type: 'object',

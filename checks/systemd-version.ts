@@ -174,6 +174,8 @@ export const RECHECK_MS = 10 * 60_000;
 
 export const systemdVersionCheck: CheckDefinition<SystemdVersionOptions> = {
   id: 'systemd-version',
+  reasons: ['SystemdTooOld', 'SystemdUpToDate', 'NotApplicable', 'ReleaseUnknown', 'UnreadableVersion', 'NotInstalled', 'CommandTimeout'],
+  restartCures: false, // an old systemd needs a package update
   defaults: { enabled: true, minimum: '219-67.el7' },
   schema: {
     type: 'object',

@@ -18,7 +18,7 @@ export interface Finding {
   evidence?: Record<string, unknown>;
 }
 
-/** A finding as published: stamped by the scheduler with the check id, time and duration (SPEC.md). */
+/** A finding as published: stamped by the scheduler with the check id, time and duration (docs/CONTRACT.md). */
 export interface CheckResult extends Required<Finding> {
   check: string;
   /** ISO-8601 time the check finished. */
@@ -65,15 +65,45 @@ export interface BaseCheckOptions {
   enabled: boolean;
 }
 
+/** A Node condition a check's verdict is published as (remediations/kubernetes/conditions.ts). */
+export interface NodeConditionSpec {
+  /** The condition `type`, named as node-problem-detector names it (e.g. `KubeletUnhealthy`). Checks may share one. */
+  readonly type: string;
+  /** The condition's `reason` while its checks are ok (e.g. `KubeletIsHealthy`). */
+  readonly healthyReason: string;
+}
+
 /**
- * A check kind: its id, its option schema and defaults (merged under `checks.<id>`), and a factory.
- * Listed explicitly in `checks/index.ts`; importing a check has no side effects.
+ * A check kind: its id, its option schema and defaults (merged under `checks.<id>`), a factory, and
+ * what the rest of nodemedic needs to know about it, so that adding a check is its file, its test and
+ * one line in `checks/index.ts` (docs/CONTRACT.md, "Adding a check"). Importing a check has no side
+ * effects. The optional facts default to the cautious answer: not a remediation trigger, no Node
+ * condition, no host paths.
  */
 export interface CheckDefinition<O extends BaseCheckOptions = BaseCheckOptions> {
   readonly id: string;
   /** JSON Schema (draft 2020-12 subset understood by Ajv) for `checks.<id>`; must reject unknown keys. */
   readonly schema: Record<string, unknown>;
+  /** The defaults, which are also the production values (test/registry.test.ts holds the production config to them). */
   readonly defaults: O;
+  /**
+   * Every `reason` the check itself can return (the scheduler's `CheckTimeout`, `CheckStillRunning`,
+   * `CheckFailed` are common to all). The README's checks table lists exactly these (test/registry.test.ts).
+   */
+  readonly reasons?: readonly string[];
+  /**
+   * Whether a restart (kubelet, the container runtime, the node) can cure this check's `problem`. Only
+   * such checks may be `remediation.triggers`; the others are reported and never acted on. Default false.
+   */
+  readonly restartCures?: boolean;
+  /** The Node condition this check's verdict is published as, with Kubernetes access; default none. */
+  readonly nodeCondition?: NodeConditionSpec;
+  /**
+   * Options (top-level keys of `checks.<id>`) holding paths on the node that the agent opens itself
+   * (not through `hostCommandPrefix`): in the DaemonSet they must be reachable from the pod, through
+   * `/proc/1/root` or a mounted volume (test/registry.test.ts reads deploy/daemonset.yaml).
+   */
+  readonly hostPathOptions?: readonly string[];
   /**
    * How long the scheduler lets one `run` take before it reports `unknown` (reason `CheckTimeout`).
    * Defaults to the check's own `timeout` option plus a margin, else 30 s.

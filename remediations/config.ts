@@ -2,6 +2,8 @@
  * The `remediation:` section: how the ladder behaves, its guards and budgets, and (when Kubernetes
  * access is configured) how the last step drains and reboots. Durations are strings (platform/duration.ts).
  */
+import { neverTriggers } from '../checks/index.js';
+
 export type RemediationMode = 'off' | 'dry-run' | 'enforce';
 
 /**
@@ -150,8 +152,11 @@ export const remediationSchema = {
   },
 } as const;
 
-/** Checks that are reported but never start a restart: no restart cures a full disk, load or an old systemd. */
-export const NEVER_TRIGGERS: readonly string[] = ['disk', 'load', 'systemd-version'];
+/**
+ * Checks that are reported but never start a restart (no restart cures a full disk, load or an old
+ * systemd): each check says so itself (`restartCures` in checks/types.ts).
+ */
+export const NEVER_TRIGGERS: readonly string[] = neverTriggers();
 
 /**
  * What the schema cannot say: cross-field rules of `remediation`. Returns one message per problem,

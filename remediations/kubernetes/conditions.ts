@@ -1,16 +1,19 @@
 /**
  * Node conditions on `nodes/status`, named as node-problem-detector names them so tools that already
  * consume NPD conditions work: `KubeletUnhealthy`, `ContainerRuntimeUnhealthy`, plus `PLEGUnhealthy` and
- * `RebootRequired`. Status `True` means the problem is present. Patched with a strategic merge patch:
+ * `RebootRequired`. Which check feeds which condition each check says itself (`nodeCondition` in
+ * checks/types.ts); `RebootRequired` is the drain-reboot side's own. Status `True` means the problem is present. Patched with a strategic merge patch:
  * `status.conditions` merges on `type` (NodeStatus: patchStrategy merge, patchMergeKey type), so the
  * kubelet's own conditions are untouched.
  */
 import type { Logger } from 'pino';
 import type { Clock } from '../../platform/clock.js';
-import type { CheckResult } from '../../checks/types.js';
+import { CHECK_DEFINITIONS } from '../../checks/index.js';
+import type { CheckDefinition, CheckResult } from '../../checks/types.js';
 import type { KubeApi } from '../../platform/kube-client.js';
 
-export type ConditionType = 'KubeletUnhealthy' | 'ContainerRuntimeUnhealthy' | 'PLEGUnhealthy' | 'RebootRequired';
+/** A check's condition (`nodeCondition.type`), or `RebootRequired`. */
+export type ConditionType = string;
 export type ConditionStatus = 'True' | 'False' | 'Unknown';
 
 export interface DesiredCondition {
@@ -27,32 +30,48 @@ export interface RebootState {
   message: string;
 }
 
-const OK_REASON: Record<Exclude<ConditionType, 'RebootRequired'>, string> = {
-  KubeletUnhealthy: 'KubeletIsHealthy',
-  ContainerRuntimeUnhealthy: 'ContainerRuntimeIsHealthy',
-  PLEGUnhealthy: 'PLEGIsHealthy',
-};
+/** The order conditions were published in before checks declared them; others follow in registry order. */
+const FIRST = ['KubeletUnhealthy', 'ContainerRuntimeUnhealthy', 'PLEGUnhealthy'];
 
-function fromResults(type: Exclude<ConditionType, 'RebootRequired'>, rs: CheckResult[]): DesiredCondition | undefined {
+interface ConditionSource {
+  type: ConditionType;
+  healthyReason: string;
+  checks: string[];
+}
+
+/** The conditions the registered checks declare, each with the checks that feed it. Pure. */
+export function conditionSources(defs: readonly CheckDefinition<any>[] = CHECK_DEFINITIONS): ConditionSource[] {
+  const by = new Map<string, ConditionSource>();
+  for (const d of defs) {
+    if (!d.nodeCondition) continue;
+    const c = by.get(d.nodeCondition.type) ?? { type: d.nodeCondition.type, healthyReason: d.nodeCondition.healthyReason, checks: [] };
+    c.checks.push(d.id);
+    by.set(c.type, c);
+  }
+  const rank = (t: string): number => (FIRST.includes(t) ? FIRST.indexOf(t) : FIRST.length);
+  return [...by.values()].sort((a, b) => rank(a.type) - rank(b.type));
+}
+
+function fromResults(type: ConditionType, healthyReason: string, rs: CheckResult[]): DesiredCondition | undefined {
   if (!rs.length) return undefined;
   const problem = rs.find((r) => r.status === 'problem');
   if (problem) return { type, status: 'True', reason: problem.reason, message: `${problem.check}: ${problem.message}` };
   const ok = rs.filter((r) => r.status === 'ok');
   // A node runs one runtime: the other's check says "not installed" (unknown), which is not a problem.
-  if (ok.length) return { type, status: 'False', reason: OK_REASON[type], message: ok.map((r) => `${r.check}: ${r.message}`).join('; ') };
+  if (ok.length) return { type, status: 'False', reason: healthyReason, message: ok.map((r) => `${r.check}: ${r.message}`).join('; ') };
   const u = rs[0]!;
   return { type, status: 'Unknown', reason: u.reason, message: rs.map((r) => `${r.check}: ${r.message}`).join('; ') };
 }
 
 /** The conditions to publish for the latest results; a disabled check publishes nothing. Pure. */
-export function desiredConditions(results: readonly CheckResult[], reboot: RebootState | undefined): DesiredCondition[] {
-  const by = (...ids: string[]): CheckResult[] => results.filter((r) => ids.includes(r.check));
+export function desiredConditions(
+  results: readonly CheckResult[],
+  reboot: RebootState | undefined,
+  sources: readonly ConditionSource[] = conditionSources(),
+): DesiredCondition[] {
   const out: DesiredCondition[] = [];
-  for (const c of [
-    fromResults('KubeletUnhealthy', by('kubelet')),
-    fromResults('ContainerRuntimeUnhealthy', by('docker', 'containerd')),
-    fromResults('PLEGUnhealthy', by('pleg')),
-  ]) {
+  for (const s of sources) {
+    const c = fromResults(s.type, s.healthyReason, results.filter((r) => s.checks.includes(r.check)));
     if (c) out.push(c);
   }
   out.push(
@@ -116,7 +135,7 @@ export class ConditionPublisher {
   private async loadExisting(): Promise<void> {
     const node = await this.api.getNode(this.nodeName);
     for (const c of node.status?.conditions ?? []) {
-      if (!['KubeletUnhealthy', 'ContainerRuntimeUnhealthy', 'PLEGUnhealthy', 'RebootRequired'].includes(c.type)) continue;
+      if (c.type !== 'RebootRequired' && !conditionSources().some((s) => s.type === c.type)) continue;
       const t = c.lastTransitionTime as unknown;
       this.published.set(c.type as ConditionType, {
         type: c.type as ConditionType,

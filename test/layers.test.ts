@@ -56,9 +56,9 @@ t.test('each rule catches a wrong import', async (t) => {
     'remediations/decide.ts': "import type { Config } from '../agent/config.js';\nimport type { Check } from '../checks/types.js';\nexport const ladder = (c: Config, k: Check) => [c, k];\n",
     'agent/config.ts': 'export interface Config { nodeName: string }\n',
     'agent/agent.ts': "import type { Config } from './config.js';\nexport const a = (c: Config) => c;\n",
-    'agent/server.ts': "import { a } from './agent.js';\nimport { helper } from '../test/helpers/h.js';\nexport const s = [a, helper];\n",
+    'agent/server.ts': "import { a } from './agent.js';\nimport { helper } from '../test/h.js';\nexport const s = [a, helper];\n",
     'agent/cli.ts': "import { a } from './agent.js';\nimport { s } from './server.js';\nexport const c = [a, s];\n",
-    'test/helpers/h.ts': "import { c } from '../../agent/cli.js';\nexport const helper = c;\n",
+    'test/h.ts': "import { c } from '../agent/cli.js';\nexport const helper = c;\n",
   };
   for (const [f, text] of Object.entries(files)) {
     mkdirSync(join(dir, dirname(f)), { recursive: true });
@@ -72,7 +72,7 @@ t.test('each rule catches a wrong import', async (t) => {
       'checks-use-only-platform: checks/disk.ts -> remediations/decide.ts',
       'nothing-imports-the-cli-or-composition: agent/server.ts -> agent/agent.ts',
       'platform-is-the-bottom: platform/host.ts -> checks/types.ts',
-      'product-never-imports-tests: agent/server.ts -> test/helpers/h.ts',
+      'product-never-imports-tests: agent/server.ts -> test/h.ts',
       'remediations-below-the-agent: remediations/decide.ts -> agent/config.ts',
     ],
     'exactly the wrong imports, type-only ones included; the CLI importing the agent and tests importing the CLI are fine',

@@ -44,11 +44,16 @@ t.test('config show and validation know its options', async (t) => {
 });
 
 t.test('a running agent: /status and /metrics', async (t) => {
-  const agent = await startAgent({ checks: { disk: { paths: ['/'] }, trivial: { verdict: 'problem' } } }, { env });
+  const agent = await startAgent({ checks: { disk: { paths: ['/'] }, trivial: { verdict: 'problem' } } }, { env, readyTimeoutMs: 60_000 });
   t.teardown(() => agent.stop());
-  // /healthz answers once the first sweep finished, which ran every enabled check.
-  const status = (await (await fetch(`${agent.url}/status`)).json()) as { results: { check: string; status: string; reason: string }[] };
-  t.match(status.results.find((r) => r.check === 'trivial'), { status: 'problem', reason: 'TrivialBroken' }, JSON.stringify(status.results));
+  // /healthz may answer before the first sweep finished: wait for the sweep's result itself.
+  type Status = { lastSweep: string | null; results: { check: string; status: string; reason: string }[] };
+  let status: Status | undefined;
+  for (const deadline = Date.now() + 60_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
+    status = (await (await fetch(`${agent.url}/status`)).json()) as Status;
+    if (status.lastSweep !== null) break;
+  }
+  t.match(status?.results.find((r) => r.check === 'trivial'), { status: 'problem', reason: 'TrivialBroken' }, JSON.stringify(status?.results));
   const metrics = await (await fetch(`${agent.url}/metrics`)).text();
   t.match(metrics, /^nodemedic_check_status\{check="trivial",status="problem"\} 1$/m);
   t.match(metrics, /^nodemedic_check_duration_seconds\{check="trivial"\} /m);

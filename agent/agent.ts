@@ -13,7 +13,7 @@ import { parseDuration } from '../platform/duration.js';
 import { RealHost, type Host } from '../platform/host.js';
 import { AgentMetrics } from './metrics.js';
 import { closeServer, openServer } from './server.js';
-import { lockStateDir, type StateDirLock } from './state-lock.js';
+import { lockStateDir, StateDirLockedError, type StateDirLock } from './state-lock.js';
 import { Sweeper, type ActiveCheck } from './sweep.js';
 import { VERSION } from './version.js';
 
@@ -374,7 +374,16 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   private async startServing(): Promise<void> {
     // Before anything in stateDir is read (the ladder's state, the drain plan): one agent per stateDir.
-    if (this.opts.lockStateDir ?? true) this.lock = await lockStateDir(this.config.stateDir);
+    if (this.opts.lockStateDir ?? true) {
+      try {
+        this.lock = await lockStateDir(this.config.stateDir);
+      } catch (e) {
+        if (e instanceof StateDirLockedError) throw e;
+        // A state directory that cannot be written (a read-only root) also leaves the ladder without
+        // its state: it stays idle and says why in /status. Checks and reporting go on.
+        this.logger.error({ err: e, stateDir: this.config.stateDir }, 'cannot take the state directory lock; running without it');
+      }
+    }
     try {
       // The listener first: /healthz and /status answer even while the rest waits on the node or the cluster.
       await this.listen(this.config.http.listen);

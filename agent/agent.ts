@@ -400,7 +400,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     await this.kubernetes.onStartup();
     if (this.stopping) return;
     await this.remediator.start();
-    this.liveRemediators++;
+    this.countRemediators(+1);
     if (this.stopping) return;
     this.schedule();
     await this.sweep();
@@ -584,8 +584,14 @@ export class Agent extends EventEmitter<AgentEvents> {
     await this.requestReload(() => ({ config, source: source ?? this.configSource }));
   }
 
+  private countRemediators(delta: number): void {
+    this.liveRemediators += delta;
+    this.metrics.setRemediators(this.liveRemediators);
+  }
+
   private reject(why: string, extra: Record<string, unknown> = {}): void {
     this.reloads.rejected++;
+    this.metrics.reloaded('rejected');
     this.logger.error({ ...extra, config: this.configSource }, `reload rejected: ${why}; keeping the current config`);
     this.emit('reloaded', { applied: false, why });
   }
@@ -669,7 +675,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (remediationChanged && !this.stopping) {
       await this.kubernetes.stop();
       await this.remediator.stop();
-      this.liveRemediators--;
+      this.countRemediators(-1);
       const oldLock = newLock ? this.lock : undefined;
       if (newLock) this.lock = newLock;
       await oldLock?.release();
@@ -677,7 +683,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.remediator = this.makeRemediator();
       await this.kubernetes.onStartup();
       await this.remediator.start();
-      this.liveRemediators++;
+      this.countRemediators(+1);
     }
     if (this.task && config.schedule !== old.schedule) this.schedule();
     const outcome: ReloadOutcome = {
@@ -688,6 +694,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       listener: moved ? 'moved' : 'kept',
     };
     this.reloads.applied++;
+    this.metrics.reloaded('applied');
     this.logger.info({ config: this.configSource, mode: config.remediation.mode, ...outcome, url: this.address }, 'configuration reloaded');
     this.emit('reloaded', outcome);
   }
@@ -723,7 +730,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     await abortDrain;
     if (this.kubernetes !== k8s) await this.kubernetes.stop().catch(() => undefined);
     await this.remediator.stop();
-    if (this.liveRemediators > 0) this.liveRemediators--;
+    if (this.liveRemediators > 0) this.countRemediators(-1);
     await this.closeRequesters(this.checks);
     const stuck = await this.stopChecks(this.checks);
     for (const id of this.sweeper.running()) if (!stuck.includes(id)) stuck.push(id);

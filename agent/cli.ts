@@ -284,9 +284,12 @@ const invokedDirectly = (() => {
   }
 })();
 
-if (invokedDirectly) {
+/** Runs the process's command line and exits with its code (the executable: agent/main.ts, or this file run directly). */
+export async function runProgram(): Promise<void> {
   const io: CommandIO = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s), env: process.env };
   const code = await main(process.argv.slice(2), io);
   // Let stdout drain, then exit even if a library left a handle open (a hung daemon's socket).
   process.stdout.write('', () => process.exit(code));
 }
+
+if (invokedDirectly) await runProgram();

@@ -304,10 +304,10 @@ export class JournaldSource extends SourceBase implements LogSource {
     // with -f from the cursor: the backlog is then read as part of following.
     let follow = false;
     while (!this.stopped) {
-      const startedAt = Date.now();
+      const startedAt = performance.now(); // monotonic: a clock step must not change the back-off
       const { exitCode, stderr, delivered } = await this.once(follow);
       if (this.stopped) return;
-      const ranMs = Date.now() - startedAt;
+      const ranMs = performance.now() - startedAt;
       if (!follow && exitCode === 0) {
         follow = true;
         this.setCaughtUp();

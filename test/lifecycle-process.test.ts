@@ -156,7 +156,7 @@ t.test('SIGHUP in the first moments of start does not kill the agent; the reload
   const spawned = performance.now();
   // The moment the process catches SIGHUP; before it, the kernel's default (terminate) applies and
   // no program can help it. It must come before the program has loaded (~0.3 s on this machine).
-  while (!catches(p.pid, 1, 'cli.js')) {
+  while (!catches(p.pid, 1, 'main.js')) {
     if (!p.alive) throw new Error(`exited before catching SIGHUP:\n${p.dump()}`);
     if (performance.now() - spawned > 20_000) throw new Error('SIGHUP never caught');
     await new Promise((r) => setImmediate(r));
@@ -281,7 +281,7 @@ t.test('an API server that never answers does not delay the listener', async (t)
   let status = 0;
   while (status !== 200) {
     if (!p.alive) throw new Error(`agent exited:\n${p.dump()}`);
-    if (performance.now() - spawned > 20_000) throw new Error(`not listening after 20 s:\n${p.dump()}`);
+    if (performance.now() - spawned > 60_000) throw new Error(`not listening after 60 s:\n${p.dump()}`);
     status = await fetch(`${a.url}/healthz`, { signal: AbortSignal.timeout(1000) }).then(
       (r) => r.status,
       () => 0,

@@ -8,8 +8,11 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { CLI } from './cli.js';
+import { fileURLToPath } from 'node:url';
 import { freePort } from './agent.js';
+
+/** The built executable (package.json `bin`): it catches signals before it loads the program. */
+export const MAIN = fileURLToPath(new URL('../../dist/agent/main.js', import.meta.url));
 
 export { freePort };
 
@@ -165,7 +168,7 @@ export async function agentDir(t: Tap, config: Record<string, unknown> = {}): Pr
       // Through `env -u NODE_OPTIONS` (which execs node: same PID): tap's process-info hook wraps
       // spawn() to preload itself into every child via NODE_OPTIONS, with signal-exit, which re-raises
       // a signal that nothing else handles yet. The agent must run as it does on a node.
-      const child = spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, CLI, 'run', '--config', configPath], {
+      const child = spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, MAIN, 'run', '--config', configPath], {
         env: { ...process.env, NODEMEDIC_CONFIG: '', ...opts.env },
         stdio: ['ignore', 'pipe', 'pipe'],
       });

@@ -194,6 +194,9 @@ export class Agent extends EventEmitter<AgentEvents> {
   private readonly stepDetector: ClockStepDetector;
   /** The start, a reload, in progress (one at a time). */
   private op: Promise<unknown> = Promise.resolve();
+  /** Settles when start() has finished (or failed): reloads asked for before, even before start() is called, wait for it. */
+  private readonly startSettled: Promise<void>;
+  private settleStart!: () => void;
   private reloadWanted: (() => { config: Config; source: string }) | undefined;
   private reloadLoop: Promise<void> | undefined;
   private stopping = false;
@@ -205,6 +208,7 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   constructor(private readonly opts: AgentOptions) {
     super();
+    this.startSettled = new Promise((resolve) => (this.settleStart = resolve));
     this.config = opts.config;
     this.configSource = opts.configSource ?? '(inline)';
     this.logger = opts.logger;
@@ -369,7 +373,11 @@ export class Agent extends EventEmitter<AgentEvents> {
     }
     const run = this.startServing();
     this.op = run.catch(() => undefined);
-    await run;
+    try {
+      await run;
+    } finally {
+      this.settleStart();
+    }
   }
 
   private async startServing(): Promise<void> {
@@ -562,7 +570,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.reloadLoop = (async () => {
         try {
           while (this.reloadWanted && !this.stopping) {
-            // After the start or the reload in progress.
+            // After the start (a SIGHUP can come before it began) and the reload in progress.
+            await this.startSettled;
             await this.op;
             const next = this.reloadWanted;
             this.reloadWanted = undefined;
@@ -713,6 +722,8 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   private async stopAll(): Promise<StopReport> {
     this.stopping = true;
+    // A reload waiting for a start that never came ends (it sees `stopping`).
+    this.settleStart();
     this.reloadWanted = undefined;
     this.task?.destroy();
     this.task = undefined;

@@ -694,6 +694,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       await this.remediator.start();
       this.countRemediators(+1);
     }
+    // A lock taken for a new stateDir that did not come into use (a stop came first) is given back.
+    if (newLock && this.lock !== newLock) await newLock.release();
     if (this.task && config.schedule !== old.schedule) this.schedule();
     const outcome: ReloadOutcome = {
       applied: true,

@@ -1,10 +1,14 @@
 #!/usr/bin/env node
+// First: catches `run`'s signals while the rest of the program loads (see the module).
+import { releaseEarlySignals, takeEarlySignals } from './early-signals.js';
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { findCheck } from '../checks/index.js';
 import type { CheckResult } from '../checks/types.js';
-import { Agent } from './agent.js';
+import { Agent, type StopReport } from './agent.js';
+import { ListenError } from './server.js';
+import { StateDirLockedError } from './state-lock.js';
 import { configOption, type CommandIO, type CommandSpec, type ParsedArgs } from './cli-types.js';
 import { REMEDIATION_COMMANDS } from './cli-remediation.js';
 import { KUBERNETES_COMMANDS } from './cli-kubernetes.js';
@@ -57,12 +61,26 @@ const check: CommandSpec = {
   },
 };
 
+/** `run`'s exit codes beyond EXIT (sysexits.h; README "Command line"). */
+export const RUN_EXIT = {
+  /** EX_UNAVAILABLE: cannot listen on `http.listen` (in use, not an address of this host). */
+  cannotListen: 69,
+  /** EX_TEMPFAIL: another agent holds `stateDir`. */
+  stateDirLocked: 75,
+} as const;
+
+/**
+ * The whole stop is bounded well inside the unit's TimeoutStopSec=30s: what is left undone then (a
+ * rollback the API server does not answer) stays in the plan on disk for the next start.
+ */
+export const STOP_DEADLINE_MS = 25_000;
+
 const run: CommandSpec = {
   name: 'run',
   summary: 'run the agent (checks on a schedule, /healthz /metrics /status, remediation)',
   usage: 'nodemedic run [--config F] [--dry-run]',
   options: { ...configOption, 'dry-run': { type: 'boolean' } },
-  async run(args) {
+  async run(args, io) {
     const explicit = args.values.config as string | undefined;
     const load = (): { config: Config; source: string } => {
       const r = loadConfig(explicit);
@@ -74,35 +92,56 @@ const run: CommandSpec = {
     const agent = new Agent({ config, configSource: source, logger });
     // READY=1 / WATCHDOG=1 / STOPPING=1 for a Type=notify unit; a no-op without NOTIFY_SOCKET.
     const systemd = superviseWithSystemd(agent, new SystemdNotifier({ logger }), logger);
-    let stopping: Promise<void> | undefined;
-    const stop = (signal: string): void => {
-      if (stopping) return;
-      logger.info({ signal }, 'stopping');
-      stopping = Promise.all([systemd.stopping(), agent.stop()]).then(() => undefined);
+
+    // Signals: a stop is asked for once; reloads go to the agent, which serialises and coalesces them.
+    let askStop!: (signal: string) => void;
+    const stopAsked = new Promise<string>((resolve) => (askStop = resolve));
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (signal === 'SIGHUP') {
+        logger.info({ signal }, 'reload requested');
+        void agent.requestReload(load);
+      } else askStop(signal);
     };
-    const done = new Promise<void>((resolve) => {
-      process.once('SIGTERM', () => stop('SIGTERM'));
-      process.once('SIGINT', () => stop('SIGINT'));
-      const wait = setInterval(() => {
-        if (stopping) {
-          clearInterval(wait);
-          void stopping.then(resolve);
-        }
-      }, 50);
-    });
-    process.on('SIGHUP', () => {
-      try {
-        const next = load();
-        void agent.reload(next.config, next.source).catch((e: unknown) => logger.error({ err: e }, 'reload failed'));
-      } catch (e) {
-        // An invalid new config is rejected and the running one kept (SPEC.md).
-        logger.error({ err: e instanceof ConfigError ? e.problems : e }, 'reload rejected: invalid config, keeping the current one');
+    for (const sig of ['SIGHUP', 'SIGTERM', 'SIGINT'] as const) process.on(sig, onSignal);
+    // Those that arrived while the program loaded, in order.
+    for (const sig of takeEarlySignals()) onSignal(sig);
+
+    const started = agent.start().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    const first = await Promise.race([started.then((error) => ({ error })), stopAsked.then((signal) => ({ signal }))]);
+    if ('error' in first && first.error !== undefined) {
+      await agent.stop();
+      systemd.close();
+      const e = first.error;
+      if (e instanceof ListenError || e instanceof StateDirLockedError) {
+        // One clear line for the operator (stderr: systemd's journal keeps it) and one JSON record.
+        logger.fatal({ err: { name: e.name, message: e.message } }, e.message);
+        io.err(`nodemedic: ${e.message}\n`);
+        return e instanceof ListenError ? RUN_EXIT.cannotListen : RUN_EXIT.stateDirLocked;
       }
-    });
-    await agent.start();
-    await done;
+      throw e;
+    }
+    const signal = 'signal' in first ? first.signal : await stopAsked;
+    logger.info({ signal }, 'stopping');
+    let timer: NodeJS.Timeout | undefined;
+    const report = await Promise.race([
+      Promise.all([systemd.stopping(), agent.stop()]).then(([, r]) => r),
+      new Promise<StopReport | undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), STOP_DEADLINE_MS))),
+    ]);
+    clearTimeout(timer);
     systemd.close();
+    if (!report) logger.error({ deadlineMs: STOP_DEADLINE_MS }, 'stop did not finish in time; exiting anyway (what was in flight is recorded on disk for the next start)');
+    else if (report.stuck.length) logger.warn({ stuck: report.stuck }, 'checks stuck in a system call (a hung mount?) were abandoned');
     logger.info('stopped');
+    if (!report || report.stuck.length) {
+      // A thread stuck in the kernel (a stat on a hung mount) would hold process.exit() forever (Node
+      // joins its thread pool on exit); dying of the signal we were sent does not wait for it, and
+      // systemd counts SIGTERM as a clean stop.
+      for (const sig of ['SIGHUP', 'SIGTERM', 'SIGINT'] as const) process.removeAllListeners(sig);
+      process.kill(process.pid, 'SIGTERM');
+    }
     return EXIT.ok;
   },
 };
@@ -197,6 +236,8 @@ export async function main(argv: readonly string[], io: CommandIO): Promise<numb
     return name ? EXIT.ok : EXIT.usage;
   }
   const cmd = COMMANDS.find((c) => c.name === (name === '--version' ? 'version' : name));
+  // Only `run` keeps the signals caught while the program loaded; every other command gets the defaults back.
+  if (cmd?.name !== 'run') releaseEarlySignals();
   try {
     if (!cmd) throw new UsageError(`unknown command ${JSON.stringify(name)}; commands: ${COMMANDS.map((c) => c.name).join(', ')}`);
     if (rest.includes('--help') || rest.includes('-h')) {
@@ -243,9 +284,12 @@ const invokedDirectly = (() => {
   }
 })();
 
-if (invokedDirectly) {
+/** Runs the process's command line and exits with its code (the executable: agent/main.ts, or this file run directly). */
+export async function runProgram(): Promise<void> {
   const io: CommandIO = { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s), env: process.env };
   const code = await main(process.argv.slice(2), io);
   // Let stdout drain, then exit even if a library left a handle open (a hung daemon's socket).
   process.stdout.write('', () => process.exit(code));
 }
+
+if (invokedDirectly) await runProgram();

@@ -14,6 +14,8 @@ export class AgentMetrics {
   private readonly actions: Counter<'action' | 'result'>;
   private readonly lastSweep: Gauge;
   private readonly sweeps: Counter;
+  private readonly reloads: Counter<'result'>;
+  private readonly remediators: Gauge;
 
   constructor() {
     const registers = [this.registry];
@@ -52,6 +54,26 @@ export class AgentMetrics {
       registers,
     });
     this.sweeps = new Counter({ name: 'nodemedic_sweeps_total', help: 'Check sweeps completed.', registers });
+    this.reloads = new Counter({
+      name: 'nodemedic_config_reloads_total',
+      help: 'Configuration reloads (SIGHUP), by result: applied, or rejected with the running config kept whole.',
+      labelNames: ['result'],
+      registers,
+    });
+    for (const result of ['applied', 'rejected']) this.reloads.inc({ result }, 0);
+    this.remediators = new Gauge({
+      name: 'nodemedic_remediators',
+      help: 'Remediation components started and not yet stopped; 1 in a running agent (more would act twice).',
+      registers,
+    });
+  }
+
+  reloaded(result: 'applied' | 'rejected'): void {
+    this.reloads.inc({ result });
+  }
+
+  setRemediators(n: number): void {
+    this.remediators.set(n);
   }
 
   private rendered: { at: number; text: Promise<string> } | undefined;

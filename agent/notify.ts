@@ -138,7 +138,7 @@ export interface SupervisedAgent {
   on(event: 'sweep', listener: (results: CheckResult[]) => void): unknown;
   off(event: 'ready', listener: () => void): unknown;
   off(event: 'sweep', listener: (results: CheckResult[]) => void): unknown;
-  /** The `/healthz` verdict: ok while a sweep finished within 3 intervals. */
+  /** The `/healthz` verdict (Agent.healthy: a sweep finished recently enough, on the monotonic clock). */
   healthy(): { ok: boolean; detail: string };
 }
 

@@ -16,11 +16,29 @@ export interface ActiveCheck {
  */
 export class Sweeper {
   private readonly inFlight = new Map<string, Promise<Finding>>();
+  /** Ends the wait of every run in progress (see `abortAll`). */
+  private readonly aborters = new Set<() => void>();
+  private aborted = false;
 
   constructor(
     private readonly clock: Clock,
     private readonly logger: Logger,
   ) {}
+
+  /**
+   * For a stopping agent: every run in progress is signalled to abort and answered `unknown`
+   * (`AgentStopping`) at once, and later runs are not started. A run that ignores its signal (a
+   * call stuck in the kernel) stays in `running()`.
+   */
+  abortAll(): void {
+    this.aborted = true;
+    for (const abort of [...this.aborters]) abort();
+  }
+
+  /** Ids of checks whose last run has not returned. */
+  running(): string[] {
+    return [...this.inFlight.keys()];
+  }
 
   /** Runs the given checks; `onResult` sees each result as soon as it is known. */
   async sweep(checks: readonly ActiveCheck[], onResult?: (r: CheckResult) => void): Promise<CheckResult[]> {
@@ -51,6 +69,7 @@ export class Sweeper {
         message: `the previous run of ${c.id} has not returned yet (it exceeded its ${c.timeoutMs} ms timeout)`,
       });
     }
+    if (this.aborted) return finish({ status: 'unknown', reason: 'AgentStopping', message: 'the agent is stopping' });
     const ac = new AbortController();
     const run = Promise.resolve()
       .then(() => c.check.run(ac.signal))
@@ -61,16 +80,23 @@ export class Sweeper {
     this.inFlight.set(c.id, run);
     void run.finally(() => this.inFlight.delete(c.id));
     let timer: NodeJS.Timeout | undefined;
+    let abort: (() => void) | undefined;
     const timedOut = new Promise<Finding>((resolve) => {
       timer = setTimeout(() => {
         ac.abort();
         resolve({ status: 'unknown', reason: 'CheckTimeout', message: `${c.id} did not finish within ${c.timeoutMs} ms` });
       }, c.timeoutMs);
+      abort = () => {
+        ac.abort();
+        resolve({ status: 'unknown', reason: 'AgentStopping', message: `${c.id} was cut short: the agent is stopping` });
+      };
+      this.aborters.add(abort);
     });
     try {
       return finish(await Promise.race([run, timedOut]));
     } finally {
       clearTimeout(timer);
+      if (abort) this.aborters.delete(abort);
     }
   }
 }

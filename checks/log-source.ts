@@ -304,10 +304,10 @@ export class JournaldSource extends SourceBase implements LogSource {
     // with -f from the cursor: the backlog is then read as part of following.
     let follow = false;
     while (!this.stopped) {
-      const startedAt = Date.now();
+      const startedAt = performance.now(); // monotonic: a clock step must not change the back-off
       const { exitCode, stderr, delivered } = await this.once(follow);
       if (this.stopped) return;
-      const ranMs = Date.now() - startedAt;
+      const ranMs = performance.now() - startedAt;
       if (!follow && exitCode === 0) {
         follow = true;
         this.setCaughtUp();
@@ -684,6 +684,7 @@ export class FileSource extends SourceBase implements LogSource {
   private pos = 0;
   private watcher: FSWatcher | undefined;
   private poller: NodeJS.Timeout | undefined;
+  private watchTried = false;
   private busy: Promise<void> | undefined;
   private again = false;
   private stopped = false;
@@ -721,6 +722,17 @@ export class FileSource extends SourceBase implements LogSource {
     if (this.poller || this.stopped) return;
     this.poller = setInterval(() => this.kick(), this.o.pollMs);
     this.poller.unref?.();
+    this.kick(true);
+  }
+
+  /**
+   * fs.watch on the file's directory, once a stat has shown that directory answers: fs.watch resolves
+   * the path synchronously on the event loop, and on a hung mount (a dead NFS server) that would
+   * block the whole agent; a stat blocks only a thread-pool thread.
+   */
+  private startWatch(): void {
+    if (this.watcher || this.watchTried || this.stopped) return;
+    this.watchTried = true;
     try {
       this.watcher = watch(dirname(this.o.path), { persistent: false }, (_event, name) => {
         if (name === null || name === basename(this.o.path)) this.kick();
@@ -733,7 +745,6 @@ export class FileSource extends SourceBase implements LogSource {
     } catch {
       this.watcher = undefined;
     }
-    this.kick(true);
   }
 
   async stop(): Promise<void> {
@@ -785,6 +796,7 @@ export class FileSource extends SourceBase implements LogSource {
       s = await stat(this.o.path);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') this.startWatch();
       // The name is gone (rotated away, not recreated yet): finish what the old file still gets.
       if (this.fh) await this.drain();
       if (code === 'ENOENT' || code === 'ENOTDIR') {
@@ -796,6 +808,7 @@ export class FileSource extends SourceBase implements LogSource {
       }
       return;
     }
+    this.startWatch();
     if (!s.isFile()) {
       this.setError(`${this.o.path} is not a regular file`);
       return;

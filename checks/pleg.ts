@@ -7,6 +7,7 @@
  * backlog is still being read), `InvalidConfig` (unknown).
  */
 import type { Host } from '../platform/host.js';
+import { monotonicNow } from '../platform/clock.js';
 import { formatDuration, parseDuration } from '../platform/duration.js';
 import { classifyKubeletLine, PLEG_LINE_NEEDLES, type PlegLabel } from './pleg-classify.js';
 import { FileSource, JournaldSource, type LogLine, type LogSource, type SourceStatus } from './log-source.js';
@@ -43,6 +44,16 @@ export const MAX_TIMES_PER_LABEL = 4096;
 export const MAX_QUOTED_CHARS = 512;
 /** Bound on each `systemctl show`. */
 const UNIT_QUERY_TIMEOUT_MS = 5000;
+/** How long start() waits for the first look at a followed file. */
+const FIRST_POLL_WAIT_MS = 2000;
+
+/** Waits for `p`, at most `ms`; `p` goes on (and must not reject unhandled) after that. */
+async function boundedWait(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p.catch(() => undefined), new Promise((r) => (timer = setTimeout(r, ms)))]);
+  clearTimeout(timer);
+}
+
 /** How long one run waits for the journal backlog before answering `SourceCatchingUp`. */
 const CATCH_UP_WAIT_MS = 10_000;
 
@@ -99,7 +110,8 @@ export interface QuotedLine {
 }
 
 interface Sample {
-  timeMs: number;
+  /** When the line was logged, on the monotonic clock (see `PlegMonitor.monoOf`). */
+  monoMs: number;
   quoted: QuotedLine;
   lastSeenActiveMs?: number;
   neverRelisted?: boolean;
@@ -131,10 +143,15 @@ export class PlegMonitor implements Check {
   private readonly rings = new Map<PlegLabel, TimeRing>();
   private source: LogSource | undefined;
   private startedOnce = false;
-  private startedAtMs = 0;
+  /** Monotonic ms when this monitor started. */
+  private startedAtMono = 0;
   private sinceMs: number | undefined;
   /** Kubelet's last start, and what told us. */
   private kubeletStartMs: number | undefined;
+  /** The same instant on the monotonic clock: what the window is judged by. */
+  private kubeletStartMono: number | undefined;
+  /** The last `ActiveEnterTimestamp` systemd gave (wall ms): only a different one is a new start. */
+  private lastSystemdStartMs: number | undefined;
   private kubeletStartFrom: 'systemd' | 'journal' | 'log-pid' | undefined;
   private lastPid: number | undefined;
   private unit: UnitState | undefined;
@@ -183,7 +200,7 @@ export class PlegMonitor implements Check {
   async start(): Promise<void> {
     if (this.startedOnce || this.configError) return;
     this.startedOnce = true;
-    this.startedAtMs = this.host.clock.now();
+    this.startedAtMono = this.monoNow();
     if (this.opts.source === 'file') {
       // Lines without a needle are `other`, which ingest() ignores: the source need not decode them.
       this.source = new FileSource({
@@ -193,9 +210,12 @@ export class PlegMonitor implements Check {
         onLine: (l) => this.ingest(l),
       });
       this.source.start();
-      // The starting position (the file's end) is fixed before start() returns: a line written
-      // after it is new.
-      await this.source.poll?.();
+      // The starting position (the file's end) is fixed before start() returns (a line written after
+      // it is new), unless the file cannot be looked at promptly: a file on a hung mount (a dead NFS
+      // server) would otherwise hold the agent's start forever. Then the position is fixed whenever
+      // the look returns, and run() reports what the source says meanwhile.
+      const first = this.source.poll?.();
+      if (first) await boundedWait(first, FIRST_POLL_WAIT_MS);
       // kubelet's unit, when there is one, tells its start time; a node without systemd is fine.
       await this.refreshUnit();
       return;
@@ -280,10 +300,33 @@ export class PlegMonitor implements Check {
   }
 
   private noteKubeletStart(ms: number, from: NonNullable<PlegMonitor['kubeletStartFrom']>): void {
-    if (this.kubeletStartMs === undefined || ms > this.kubeletStartMs) {
+    // systemd repeats the same ActiveEnterTimestamp on every query; converted again after a wall-clock
+    // step it would land elsewhere on the monotonic clock, so only a changed value is a start.
+    if (from === 'systemd') {
+      // (Within a second: the same start, read at whole-second or microsecond precision.)
+      if (this.lastSystemdStartMs !== undefined && Math.abs(ms - this.lastSystemdStartMs) < 1000) return;
+      this.lastSystemdStartMs = ms;
+    }
+    const mono = this.monoOf(ms);
+    if (this.kubeletStartMono === undefined || mono > this.kubeletStartMono) {
       this.kubeletStartMs = ms;
+      this.kubeletStartMono = mono;
       this.kubeletStartFrom = from;
     }
+  }
+
+  private monoNow(): number {
+    return monotonicNow(this.host.clock);
+  }
+
+  /**
+   * A wall-clock time (a journal record's, a unit's start) placed on the monotonic clock by its age
+   * now. Every interval is judged there, so a later wall-clock step neither keeps an old report in
+   * the window (a step back) nor ages a new one out early (a step forward). A time in the future
+   * (the step happened before the line was written) counts as now.
+   */
+  private monoOf(wallMs: number): number {
+    return this.monoNow() - Math.max(0, this.host.clock.now() - wallMs);
   }
 
   /** Classifies one line and records it; O(1) apart from the classification. */
@@ -292,15 +335,16 @@ export class PlegMonitor implements Check {
     if (l.text === '') return;
     const c = classifyKubeletLine(l.text);
     if (c.label === 'other') return;
+    const mono = this.monoOf(l.timeMs);
     // Without systemd's word, a new PID on kubelet's own PLEG lines is the restart (file source only:
     // in the journal, systemd's "Started" record and ActiveEnterTimestamp say it better).
     if (this.opts.source === 'file' && c.klogPid !== undefined) {
       if (this.lastPid !== undefined && c.klogPid !== this.lastPid) this.noteKubeletStart(l.timeMs, 'log-pid');
       this.lastPid = c.klogPid;
     }
-    this.rings.get(c.label)!.push(l.timeMs);
+    this.rings.get(c.label)!.push(mono);
     const sample = (): Sample => ({
-      timeMs: l.timeMs,
+      monoMs: mono,
       ...(c.lastSeenActiveMs !== undefined ? { lastSeenActiveMs: c.lastSeenActiveMs } : {}),
       ...(c.neverRelisted ? { neverRelisted: true } : {}),
       quoted: {
@@ -312,14 +356,14 @@ export class PlegMonitor implements Check {
       },
     });
     if (c.label === 'pleg-relist-error') this.lastRelist = sample();
-    else if (this.countsTowardProblem(c.label, l.timeMs)) {
+    else if (this.countsTowardProblem(c.label, mono)) {
       const s = sample();
       // An episode is a run of reports each within `window` of the previous one, since kubelet's start.
       const newEpisode =
         !this.first ||
         !this.last ||
-        l.timeMs - this.last.timeMs > this.windowMs ||
-        (this.kubeletStartMs !== undefined && this.first.timeMs < this.kubeletStartMs);
+        mono - this.last.monoMs > this.windowMs ||
+        (this.kubeletStartMono !== undefined && this.first.monoMs < this.kubeletStartMono);
       if (newEpisode) this.first = s;
       this.last = s;
       this.requestRunIfCrossed();
@@ -332,18 +376,18 @@ export class PlegMonitor implements Check {
    */
   private requestRunIfCrossed(): void {
     if (!this.requestRun || this.runRequested || this.episode) return;
-    if (this.windowCounts(this.host.clock.now()).unhealthy < this.opts.minOccurrences) return;
+    if (this.windowCounts(this.monoNow()).unhealthy < this.opts.minOccurrences) return;
     this.runRequested = true;
     this.requestRun();
   }
 
-  /** Whether a line of this label at this time counts toward `minOccurrences`. */
+  /** Whether a line of this label at this (monotonic) time counts toward `minOccurrences`. */
   private countsTowardProblem(label: PlegLabel, timeMs: number): boolean {
     if (label === 'pleg-unhealthy' || label === 'node-notready-pleg') return true;
     if (label !== 'pleg-startup') return false;
     // Uptime is judged from kubelet's start; not knowing it, from when we began to watch, which can
     // only make kubelet look younger than it is (no alarm from a normal start-up).
-    const since = this.kubeletStartMs ?? this.startedAtMs;
+    const since = this.kubeletStartMono ?? this.startedAtMono;
     return timeMs - since > this.graceMs;
   }
 
@@ -358,7 +402,7 @@ export class PlegMonitor implements Check {
     if (!(requested && this.unitQueried)) await this.refreshUnit(signal);
     if (this.opts.source === 'journald') {
       if (this.unitMissing) {
-        return unknown('NotInstalled', `cannot read kubelet's journal: ${this.unitMissing}`, this.evidence(this.host.clock.now()));
+        return unknown('NotInstalled', `cannot read kubelet's journal: ${this.unitMissing}`, this.evidence(this.monoNow()));
       }
       this.startJournal();
     }
@@ -367,9 +411,9 @@ export class PlegMonitor implements Check {
     const caughtUp = (await this.source?.whenCaughtUp(CATCH_UP_WAIT_MS, signal)) ?? false;
     const after = this.source?.status();
     if (after?.failure) {
-      return unknown(after.failure.reason, `cannot follow kubelet's log: ${after.failure.message}`, this.evidence(this.host.clock.now()));
+      return unknown(after.failure.reason, `cannot follow kubelet's log: ${after.failure.message}`, this.evidence(this.monoNow()));
     }
-    return this.judge(this.host.clock.now(), caughtUp);
+    return this.judge(this.monoNow(), caughtUp);
   }
 
   private judge(now: number, caughtUp: boolean): Finding {
@@ -424,7 +468,8 @@ export class PlegMonitor implements Check {
     startupInGrace: number;
     capped: boolean;
   } {
-    const from = Math.max(now - this.windowMs, this.kubeletStartMs ?? -Infinity);
+    // `now` and every kept time are monotonic.
+    const from = Math.max(now - this.windowMs, this.kubeletStartMono ?? -Infinity);
     let capped = false;
     const counts = {} as Record<Exclude<PlegLabel, 'other'>, number>;
     for (const label of COUNTED) {

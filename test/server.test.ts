@@ -91,3 +91,38 @@ t.test('a running agent: /metrics is clean for promtool, /status is per SPEC, SI
   t.equal(mode, 'off', 'the new config is live');
   t.equal(await agent.stop(), 0, 'SIGTERM stops cleanly with exit 0');
 });
+
+t.test('closeServer: idle and dribbling connections are dropped by the deadline; a busy port is a ListenError naming it', async (t) => {
+  const { openServer, closeServer, ListenError } = await import('../agent/server.js');
+  const { connect, createServer } = await import('node:net');
+  const source = {
+    healthy: () => ({ ok: true, detail: 'sweeping' }),
+    metrics: async () => ({ contentType: 'text/plain', body: '' }),
+    status: () => ({}),
+  };
+  const { app, url } = await openServer(source, '127.0.0.1:0');
+  const port = Number(new URL(url).port);
+  const slow = connect(port, '127.0.0.1');
+  slow.on('error', () => undefined);
+  await new Promise((r) => slow.once('connect', r));
+  slow.write('GET /status HTTP/1.1\r\nHost: x\r\nX-Slow: ');
+  const dribble = setInterval(() => slow.write('a'), 50);
+  t.teardown(() => clearInterval(dribble));
+  const slowClosed = new Promise((r) => slow.once('close', r));
+  const started = performance.now();
+  await closeServer(app, 300);
+  await slowClosed;
+  const took = performance.now() - started;
+  t.ok(took < 3000, `closed in ${Math.round(took)} ms with a client dribbling headers`);
+
+  const blocker = createServer();
+  await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
+  t.teardown(() => blocker.close());
+  const busy = `127.0.0.1:${(blocker.address() as { port: number }).port}`;
+  const err = await openServer(source, busy).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  t.ok(err instanceof ListenError);
+  t.equal((err as Error).message, `cannot listen on ${busy} (http.listen): the address is already in use`);
+});

@@ -50,8 +50,9 @@ export async function startAgent(config: Record<string, unknown> = {}, opts: { e
   for (;;) {
     if (child.exitCode !== null) throw new Error(`agent exited with ${child.exitCode}:\n${out}`);
     try {
+      // The listener opens first (before the checks and the first sweep): ready is /healthz 200 and a first sweep on /status.
       const r = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(1000) });
-      if (r.status === 200) break;
+      if (r.status === 200 && ((await (await fetch(`${url}/status`, { signal: AbortSignal.timeout(2000) })).json()) as { lastSweep?: unknown }).lastSweep) break;
     } catch {
       // not listening yet
     }

@@ -299,7 +299,9 @@ function notRegular(path: string, s: Stats): FileReadError {
 function errnoError(path: string, e: unknown): FileReadError {
   if (e instanceof FileReadError) return e;
   const err = e as NodeJS.ErrnoException;
-  return new FileReadError(path, err.code ?? 'EIO', `cannot read ${path}: ${err.message}`);
+  const plain: Record<string, string> = { ENOENT: 'does not exist', EACCES: 'is not readable (permission denied)', ENXIO: 'is a socket or a device without a reader' };
+  const why = err.code && plain[err.code] ? `${path} ${plain[err.code]} (${err.code})` : `cannot read ${path}: ${err.message}`;
+  return new FileReadError(path, err.code ?? 'EIO', why);
 }
 
 // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever. O_NOCTTY: a

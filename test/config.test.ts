@@ -110,7 +110,7 @@ t.test('lookup order: --config, then $NODEMEDIC_CONFIG, then defaults', async (t
   writeFileSync(b, 'nodeName: from-env\n');
   t.equal(loadConfig(a, { NODEMEDIC_CONFIG: b }).config.nodeName, 'from-flag');
   t.equal(loadConfig(undefined, { NODEMEDIC_CONFIG: b }).config.nodeName, 'from-env');
-  t.match(problems(() => loadConfig(join(dir, 'missing.yaml'), {}))[0], /cannot read: ENOENT/);
+  t.match(problems(() => loadConfig(join(dir, 'missing.yaml'), {}))[0], /cannot read the config: .*missing\.yaml does not exist \(ENOENT\)/);
 });
 
 t.test('a pattern error says what form is expected, not the regex', async (t) => {

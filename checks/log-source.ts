@@ -240,8 +240,12 @@ export interface JournaldSourceOptions {
   backlogIdleMs?: number;
 }
 
-/** This many non-JSON lines in a row, with no record in between, mean journalctl's output is not understood. */
-export const UNREADABLE_AFTER_LINES = 3;
+/**
+ * This many non-JSON lines in a row, with no record in between, mean journalctl's output is not
+ * understood (a changed format): a stray line or two is counted and skipped, as before. A backlog
+ * that ends with only such lines is unreadable however short it is.
+ */
+export const UNREADABLE_AFTER_LINES = 20;
 
 /**
  * Follows `journalctl -u UNIT -b -o json`. First reads the backlog (without `-f`, so that the end of

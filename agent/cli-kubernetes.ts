@@ -2,7 +2,7 @@
  * The runbook's node operations as commands: `nodemedic cordon|uncordon|drain|reboot`. They act on
  * this node (`nodeName`) unless `--node` names another (except `reboot`, which can only reboot the
  * machine it runs on). Each prints what it does, pod by pod, and a summary; exit 0 when done, 1 when
- * refused or failed, 64 usage, 78 config (including no Kubernetes access).
+ * refused or failed, 64 usage, 69 Kubernetes access not configured, 78 invalid config (an unreadable kubeconfig too).
  */
 import { randomUUID } from 'node:crypto';
 import { userInfo } from 'node:os';
@@ -11,7 +11,7 @@ import { systemClock } from '../platform/clock.js';
 import { configOption, type CommandIO, type CommandSpec, type ParsedArgs } from './cli-types.js';
 import { loadConfig, type Config } from './config.js';
 import { formatDuration, parseDuration } from '../platform/duration.js';
-import { ConfigError, EXIT, UsageError } from '../platform/errors.js';
+import { ConfigError, EXIT, NotConfiguredError, UsageError } from '../platform/errors.js';
 import { RealHost } from '../platform/host.js';
 import { createLogger } from './logger.js';
 import { connectKubernetes, type KubeApi } from '../platform/kube-client.js';
@@ -54,7 +54,7 @@ async function context(args: ParsedArgs, io: CommandIO): Promise<Ctx> {
     throw new ConfigError(source, [(e as Error).message]);
   }
   if (!access) {
-    throw new ConfigError(source, ['kubernetes.kubeconfig: empty and not running in a pod; this command needs Kubernetes access']);
+    throw new NotConfiguredError(`Kubernetes access is not configured (${source}: kubernetes.kubeconfig is empty and this is not a pod); this command needs it: set kubernetes.kubeconfig in the config`);
   }
   const logger = createLogger(config.log.level === 'info' ? 'warn' : config.log.level, 'stderr');
   return {
@@ -273,7 +273,7 @@ export const rebootCommand: CommandSpec = {
     } catch (e) {
       throw new ConfigError(source, [(e as Error).message]);
     }
-    if (!kube) throw new ConfigError(source, ['kubernetes.kubeconfig: empty and not running in a pod; `nodemedic reboot` drains first and needs Kubernetes access']);
+    if (!kube) throw new NotConfiguredError(`Kubernetes access is not configured (${source}: kubernetes.kubeconfig is empty and this is not a pod); \`nodemedic reboot\` drains first and needs it: set kubernetes.kubeconfig in the config`);
     const logger = createLogger(config.log.level === 'info' ? 'warn' : config.log.level, 'stderr');
     const host = new RealHost({ commandPrefix: config.hostCommandPrefix });
     const controller = new DrainRebootController({

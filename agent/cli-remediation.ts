@@ -1,5 +1,6 @@
-import { configOption, type CommandSpec, type ParsedArgs } from './cli-types.js';
-import { loadConfig } from './config.js';
+import { statSync } from 'node:fs';
+import { configOption, type CommandIO, type CommandSpec, type ParsedArgs } from './cli-types.js';
+import { defaultStateDir, loadConfig } from './config.js';
 import { formatDuration, parseDuration } from '../platform/duration.js';
 import { EXIT, UsageError } from '../platform/errors.js';
 import { clearPause, pausePath, readPause, writePause } from '../remediations/pause.js';
@@ -11,6 +12,39 @@ function stateDirOf(args: ParsedArgs): string {
   return loadConfig(args.values.config as string | undefined).config.stateDir;
 }
 
+/** The longest pause `--for` accepts: a pause meant to last longer is a pause until `resume`. */
+const MAX_PAUSE_MS = 365 * 86_400_000;
+
+/**
+ * Why a pause written to `stateDir` would not reach the agent, or undefined when it would. An agent
+ * that runs creates its stateDir, so a missing one means no agent uses it (a typo, or a machine
+ * without the agent): writing there would report success for a pause nobody reads. And a non-root
+ * user's embedded default is a per-user directory that the root agent never reads.
+ */
+function unreachableStateDir(stateDir: string, create: boolean): string | undefined {
+  const uid = process.getuid?.();
+  if (uid !== undefined && uid !== 0 && stateDir === defaultStateDir()) {
+    return (
+      `not running as root, so the state directory is the per-user default ${stateDir}, which an agent running ` +
+      'as root does not read: run it as root (sudo nodemedic ...), or give --config with the agent\'s stateDir'
+    );
+  }
+  let isDir: boolean;
+  try {
+    isDir = statSync(stateDir).isDirectory();
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') return undefined; // the write reports it
+    if (create) return undefined;
+    return `the state directory ${stateDir} does not exist, so no agent reads it (is nodemedic running on this node? it creates the directory on start); pass --create-state-dir to create it anyway`;
+  }
+  return isDir ? undefined : `the state directory ${stateDir} is not a directory`;
+}
+
+function refuse(io: CommandIO, cmd: string, why: string): number {
+  io.err(`nodemedic ${cmd}: ${why}\n`);
+  return EXIT_CANTCREAT;
+}
+
 /**
  * `nodemedic pause`: the agent keeps checking and reporting but takes no remediation action. The
  * pause is a file in `stateDir` that the running agent reads before every decision (no HTTP
@@ -19,8 +53,8 @@ function stateDirOf(args: ParsedArgs): string {
 export const pauseCommand: CommandSpec = {
   name: 'pause',
   summary: 'stop remediation actions (checks and reporting go on), for a while or until `resume`',
-  usage: 'nodemedic pause [--for DURATION] [--reason TEXT] [--config F]',
-  options: { ...configOption, for: { type: 'string' }, reason: { type: 'string' } },
+  usage: 'nodemedic pause [--for DURATION] [--reason TEXT] [--create-state-dir] [--config F]',
+  options: { ...configOption, for: { type: 'string' }, reason: { type: 'string' }, 'create-state-dir': { type: 'boolean' } },
   async run(args, io) {
     let forMs: number | null = null;
     if (args.values.for !== undefined) {
@@ -30,10 +64,16 @@ export const pauseCommand: CommandSpec = {
         throw new UsageError(`--for: ${(e as Error).message}`);
       }
       if (forMs <= 0) throw new UsageError(`--for: must be longer than 0, got ${JSON.stringify(args.values.for)}`);
+      // Far beyond this, the end time is not a date at all ("Invalid time value").
+      if (!(forMs <= MAX_PAUSE_MS)) {
+        throw new UsageError(`--for: must be at most 365d (for longer, leave --for out: the pause then lasts until \`nodemedic resume\`), got ${JSON.stringify(String(args.values.for).slice(0, 40))}`);
+      }
     }
     const reason = typeof args.values.reason === 'string' ? args.values.reason.trim() : '';
     if (reason.length > 500) throw new UsageError(`--reason: at most 500 characters, got ${reason.length}`);
     const stateDir = stateDirOf(args);
+    const unreachable = unreachableStateDir(stateDir, args.values['create-state-dir'] === true);
+    if (unreachable) return refuse(io, 'pause', unreachable);
     const since = Date.now();
     const until = forMs === null ? null : since + forMs;
     try {
@@ -56,7 +96,14 @@ export const resumeCommand: CommandSpec = {
   options: { ...configOption },
   async run(args, io) {
     const stateDir = stateDirOf(args);
+    const uid = process.getuid?.();
+    if (uid !== undefined && uid !== 0 && stateDir === defaultStateDir()) return refuse(io, 'resume', unreachableStateDir(stateDir, false)!);
     const before = await readPause(stateDir);
+    // Nothing paused is nothing to do, also where nothing could be written (a read-only filesystem).
+    if (before === null) {
+      io.out('remediation was not paused\n');
+      return EXIT.ok;
+    }
     let removed: boolean;
     try {
       removed = await clearPause(stateDir);

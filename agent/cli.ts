@@ -4,7 +4,7 @@ import { releaseEarlySignals, takeEarlySignals } from './early-signals.js';
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { findCheck } from '../checks/index.js';
+import { CHECK_DEFINITIONS, findCheck } from '../checks/index.js';
 import type { CheckResult } from '../checks/types.js';
 import { Agent, type StopReport } from './agent.js';
 import { ListenError } from './server.js';
@@ -13,10 +13,10 @@ import { configOption, type CommandIO, type CommandSpec, type ParsedArgs } from 
 import { REMEDIATION_COMMANDS } from './cli-remediation.js';
 import { KUBERNETES_COMMANDS } from './cli-kubernetes.js';
 import { loadConfig, type Config } from './config.js';
-import { ConfigError, EXIT, UsageError } from '../platform/errors.js';
+import { ConfigError, EXIT, NotConfiguredError, UsageError } from '../platform/errors.js';
 import { createLogger } from './logger.js';
 import { SystemdNotifier, superviseWithSystemd } from './notify.js';
-import { exitCodeFor, formatTable } from './report.js';
+import { exitCodeFor, formatNpd, formatRemediation, formatTable, readStatusAnswer } from './report.js';
 import { VERSION } from './version.js';
 
 function loadFrom(args: ParsedArgs, positional = false): { config: Config; source: string } {
@@ -37,10 +37,11 @@ function parseOnly(value: string | boolean | undefined): string[] | undefined {
 const check: CommandSpec = {
   name: 'check',
   summary: 'run the checks once and print the results',
-  usage: 'nodemedic check [--config F] [--json] [--only a,b]',
-  options: { ...configOption, json: { type: 'boolean' }, only: { type: 'string' } },
+  usage: 'nodemedic check [--config F] [--json | --format table|json|npd] [--only a,b]',
+  options: { ...configOption, json: { type: 'boolean' }, only: { type: 'string' }, format: { type: 'string' } },
   async run(args, io) {
     const only = parseOnly(args.values.only);
+    const format = parseFormat(args.values.format, args.values.json === true);
     const { config, source } = loadFrom(args);
     const logger = createLogger(config.log.level === 'info' ? 'warn' : config.log.level, 'stderr');
     const agent = new Agent({ config, configSource: source, logger, serve: false });
@@ -55,7 +56,8 @@ const check: CommandSpec = {
     results = results.filter((r) => r.reason !== 'NoKubernetesAccess' || only?.includes(r.check));
     const disabled = only?.filter((id) => !results.some((r) => r.check === id)) ?? [];
     if (disabled.length) io.err(`note: disabled in the config, not run: ${disabled.join(', ')}\n`);
-    if (args.values.json) io.out(JSON.stringify({ node: config.nodeName, time: new Date().toISOString(), results }, null, 2) + '\n');
+    if (format === 'json') io.out(JSON.stringify({ node: config.nodeName, time: new Date().toISOString(), results }, null, 2) + '\n');
+    else if (format === 'npd') io.out(formatNpd(results) + '\n');
     else io.out(formatTable(results));
     return exitCodeFor(results);
   },
@@ -74,6 +76,14 @@ export const RUN_EXIT = {
  * rollback the API server does not answer) stays in the plan on disk for the next start.
  */
 export const STOP_DEADLINE_MS = 25_000;
+
+const FORMATS = ['table', 'json', 'npd'] as const;
+function parseFormat(value: string | boolean | undefined, json: boolean): (typeof FORMATS)[number] {
+  if (value === undefined) return json ? 'json' : 'table';
+  if (!(FORMATS as readonly unknown[]).includes(value)) throw new UsageError(`--format: must be one of ${FORMATS.join(', ')}, got ${JSON.stringify(String(value).slice(0, 40))}`);
+  if (json && value !== 'json') throw new UsageError(`--json and --format ${String(value)} contradict each other`);
+  return value as (typeof FORMATS)[number];
+}
 
 const run: CommandSpec = {
   name: 'run',
@@ -162,23 +172,21 @@ const status: CommandSpec = {
     try {
       url = new URL('/status', base);
     } catch {
-      throw new UsageError(`--url: not a URL: ${JSON.stringify(base)}`);
+      throw new UsageError(`--url: not a URL: ${JSON.stringify(base.slice(0, 200))}`);
     }
-    let body: { results?: CheckResult[]; remediation?: Record<string, unknown>; node?: string; lastSweep?: string };
-    try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(5000) });
-      if (!res.ok) throw new Error(`HTTP ${res.status}`);
-      body = (await res.json()) as typeof body;
-    } catch (e) {
-      io.err(`nodemedic status: cannot reach the agent at ${url.href}: ${(e as Error).message}\n`);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`--url: must be http:// or https://, got ${JSON.stringify(url.protocol)}`);
+    const answer = await readStatusAnswer(url, { timeoutMs: 5000 });
+    if (!answer.ok) {
+      io.err(`nodemedic status: ${answer.error}\n`);
       return EXIT.unknown;
     }
-    const results = body.results ?? [];
+    const body = answer.status;
+    const results = body.results;
     if (args.values.json) io.out(JSON.stringify(body, null, 2) + '\n');
     else {
       io.out(`node ${body.node ?? '?'}, last sweep ${body.lastSweep ?? 'never'}\n`);
       io.out(formatTable(results));
-      if (body.remediation) io.out(`remediation: ${JSON.stringify(body.remediation)}\n`);
+      if (body.remediation) io.out(formatRemediation(body.remediation));
     }
     return exitCodeFor(results);
   },
@@ -214,6 +222,40 @@ const version: CommandSpec = {
 /** Every command; other areas add theirs here. */
 export const COMMANDS: readonly CommandSpec[] = [check, run, status, config, version, ...REMEDIATION_COMMANDS, ...KUBERNETES_COMMANDS];
 
+/** What each flag means, for `nodemedic <command> --help`. */
+const FLAG_HELP: Record<string, string> = {
+  config: 'the config file (else $NODEMEDIC_CONFIG, else /etc/nodemedic/config.yaml, else the embedded defaults)',
+  json: 'print JSON instead of a table',
+  format: 'table (default), json, or npd: one line of at most 80 characters for node-problem-detector, exit 0 ok / 1 problem / 2 unknown',
+  only: 'run only these checks (comma-separated ids)',
+  url: "the agent's address (default: from the config's http.listen)",
+  'dry-run': 'take no action, only say what would be done',
+  for: 'how long, a duration with a unit (10m, 2h, 1d); default: until `nodemedic resume`',
+  reason: 'a note shown in /status and the log (at most 500 characters)',
+  'create-state-dir': 'create the state directory if it does not exist (normally the agent creates it)',
+  node: 'the node to act on (default: this node, the config\'s nodeName)',
+  timeout: 'a bound, a duration with a unit',
+  output: 'where to write',
+};
+
+/** `nodemedic <command> --help`: usage, every flag with what it does, and the check ids where they matter. */
+export function commandHelp(cmd: CommandSpec): string {
+  const lines = [`usage: ${cmd.usage}`, '', cmd.summary, ''];
+  const flags = Object.entries(cmd.options);
+  if (flags.length) {
+    lines.push('flags:');
+    const shown = flags.map(([name, o]) => {
+      const short = (o as { short?: string }).short;
+      return [`${short ? `-${short}, ` : ''}--${name}${o.type === 'string' ? ' VALUE' : ''}`, FLAG_HELP[name] ?? ''] as const;
+    });
+    const w = Math.max(...shown.map(([f]) => f.length));
+    for (const [f, what] of shown) lines.push(`  ${f.padEnd(w)}  ${what}`.trimEnd());
+    lines.push('');
+  }
+  if ('only' in cmd.options || cmd.name === 'check' || cmd.name === 'status') lines.push(`check ids: ${CHECK_DEFINITIONS.map((d) => d.id).join(', ')}`, '');
+  return lines.join('\n');
+}
+
 function help(): string {
   const w = Math.max(...COMMANDS.map((c) => c.name.length));
   return [
@@ -241,7 +283,7 @@ export async function main(argv: readonly string[], io: CommandIO): Promise<numb
   try {
     if (!cmd) throw new UsageError(`unknown command ${JSON.stringify(name)}; commands: ${COMMANDS.map((c) => c.name).join(', ')}`);
     if (rest.includes('--help') || rest.includes('-h')) {
-      io.out(`usage: ${cmd.usage}\n`);
+      io.out(commandHelp(cmd));
       return EXIT.ok;
     }
     let parsed: ParsedArgs;
@@ -271,8 +313,14 @@ export async function main(argv: readonly string[], io: CommandIO): Promise<numb
       io.err(`nodemedic: ${e.message}\n`);
       return EXIT.config;
     }
-    io.err(`nodemedic: ${(e as Error)?.stack ?? String(e)}\n`);
-    return 70; // EX_SOFTWARE
+    if (e instanceof NotConfiguredError) {
+      io.err(`nodemedic ${cmd?.name ?? ''}: ${e.message}\n`);
+      return EXIT.unavailable;
+    }
+    // A bug: say what, not where (the stack is for NODEMEDIC_DEBUG=1).
+    const detail = io.env.NODEMEDIC_DEBUG ? ((e as Error)?.stack ?? String(e)) : `${(e as Error)?.message ?? String(e)} (internal error; NODEMEDIC_DEBUG=1 shows where)`;
+    io.err(`nodemedic: ${detail}\n`);
+    return EXIT.software;
   }
 }
 

@@ -21,6 +21,7 @@ import { parseArgs } from 'node:util';
 import { footprint } from './footprint.js';
 import { fmt, loadAverage, REPO_ROOT, STEP_IDS, table, type Goal, type StepId, type StepOptions, type StepReport } from './lib.js';
 import { plegThroughput } from './pleg-throughput.js';
+import { soakHostile } from './soak-hostile.js';
 import { startup } from './startup.js';
 
 interface StepSpec {
@@ -40,6 +41,7 @@ const SPECS: StepSpec[] = [
   { ids: ['pleg-latency'], script: 'pleg-latency.mts', limitS: 240 },
   { ids: ['docker-hang', 'metrics-load'], script: 'docker.mts', limitS: 240 },
   { ids: ['drain'], script: 'drain.mts', limitS: 240 },
+  { ids: ['soak-hostile'], run: soakHostile },
 ];
 
 const TITLES: Record<StepId, string> = {
@@ -50,6 +52,7 @@ const TITLES: Record<StepId, string> = {
   'docker-hang': 'Hung-docker detection',
   'metrics-load': '/metrics under load while a check hangs',
   drain: 'Drain of 110 pods against the fake API server',
+  'soak-hostile': 'Soak: 30 min, 1 s schedule, hung API server',
 };
 
 function log(msg: string): void {

@@ -1,7 +1,7 @@
 import { formatDuration, parseDuration } from '../platform/duration.js';
 import { absentDaemonFinding, needsUnitState, queryUnit, remaining, runtimeSocketSchema, SingleFlight, type RuntimeSocketOptions } from './daemon-liveness.js';
 import { unknown, type CheckDefinition, type Finding } from './types.js';
-import { unixGrpcUnary } from './unix-http.js';
+import { ANSWER_TOO_LARGE, unixGrpcUnary } from './unix-http.js';
 
 export type ContainerdOptions = RuntimeSocketOptions;
 
@@ -14,7 +14,8 @@ export const CONTAINERD_VERSION_METHOD = '/containerd.services.version.v1.Versio
  * - `ContainerdHung` (problem): connected (or not even that) but no answer within `timeout`, or the
  *   previous probe is still pending.
  * - `ContainerdDown` (problem): see `absentDaemonFinding`.
- * - `NotInstalled`, `NotRunning`, `SocketError`, `UnexpectedResponse` (unknown); `CheckAborted` (unknown)
+ * - `NotInstalled`, `NotRunning`, `SocketError`, `UnexpectedResponse`, `AnswerTooLarge` (unknown: an
+ *   answer over 64 KiB, refused as soon as its size shows); `CheckAborted` (unknown)
  *   when the scheduler's own deadline aborted the probe.
  *
  * The probe speaks gRPC itself (HTTP/2 over the unix socket) rather than running `ctr`: no
@@ -49,6 +50,13 @@ export const containerdCheck: CheckDefinition<ContainerdOptions> = {
             evidence: { socket, timeoutMs, connected: r.connected },
           };
         case 'error': {
+          // It answered, promptly: not hung, but not an answer we can judge either.
+          if (r.code === ANSWER_TOO_LARGE) {
+            return unknown('AnswerTooLarge', `containerd's Version answer on ${socket} is too large (${r.message}); it answered, so it is not hung`, {
+              socket,
+              elapsedMs: r.elapsedMs,
+            });
+          }
           if (!r.code.startsWith('E') || r.connected) {
             return unknown('UnexpectedResponse', `the Version call on ${socket} failed: ${r.message}`, { socket, error: r.code });
           }

@@ -22,7 +22,7 @@ export interface KubeletOptions extends BaseCheckOptions {
  * - `problem` `KubeletHealthzFailed`: the unit is active but healthz answered non-200, refused
  *   the connection or broke it.
  * - `problem` `KubeletHealthzTimeout`: the unit is active but healthz did not answer within `timeout`.
- * - `unknown` `NotInstalled`: systemd knows no such unit.
+ * - `unknown` `NotInstalled`: systemd knows no such unit, or there is no systemd on this node.
  * - `unknown` `CommandTimeout` / `SystemctlFailed`: systemctl itself did not answer or failed, so
  *   the unit's state is not known (healthz is still reported in the evidence).
  * - `unknown` `Aborted`: the scheduler gave up on this run.
@@ -38,6 +38,16 @@ export const KUBELET_REASONS = [
   'InvalidUnitName',
   'Aborted',
 ] as const;
+
+/**
+ * Whether a failed `systemctl show` means this node has no systemd at all: systemctl is missing, or
+ * it says systemd is not PID 1 ("System has not been booted with systemd as init system"). A hung or
+ * broken systemd is not this: its failures stay `SystemctlFailed` / `CommandTimeout`.
+ */
+export function noSystemdHere(q: UnitQueryResult): boolean {
+  if (q.ok || q.reason !== 'SystemctlFailed') return false;
+  return /has not been booted with systemd|could not run: \S+ is not installed|could not run: .*(?:No such file|not found)/i.test(q.message);
+}
 
 /** How one healthz request ended. */
 export type HealthzOutcome =
@@ -142,6 +152,11 @@ export function kubeletFinding(
   const hz = healthzEvidence(opts.healthzUrl, healthz);
   if (!unitQuery.ok) {
     const seen = healthz.kind === 'response' ? `healthz answered ${healthz.status}` : `healthz: ${healthz.kind}`;
+    // No systemd on this node (not PID 1, or no systemctl): there is no unit to find, which the
+    // README calls NotInstalled, not a systemctl failure to investigate.
+    if (noSystemdHere(unitQuery)) {
+      return unknown('NotInstalled', `${opts.unit} is not installed as a systemd unit: ${unitQuery.message} (${seen})`, { unit: opts.unit, healthz: hz, systemd: 'absent' });
+    }
     return unknown(unitQuery.reason, `${unitQuery.message} (${seen})`, { unit: opts.unit, healthz: hz });
   }
   const u = unitQuery.unit;

@@ -30,7 +30,8 @@ export type SourceState = 'starting' | 'following' | 'restarting' | 'waiting' | 
 
 /** Why a source cannot work here; a check turns it into an `unknown` finding with this reason. */
 export interface SourceFailure {
-  reason: 'NotInstalled' | 'SourceUnavailable';
+  /** `SourceUnreadable`: the source answers, but with nothing this reader understands (a changed format). */
+  reason: 'NotInstalled' | 'SourceUnavailable' | 'SourceUnreadable';
   message: string;
 }
 
@@ -232,7 +233,19 @@ export interface JournaldSourceOptions {
   maxLineBytes?: number;
   /** Bound on `journalctl --version`. Default 5 s. */
   probeTimeoutMs?: number;
+  /**
+   * A backlog read (no `-f`) that prints nothing for this long is stuck (a journal file on a hung
+   * disk, a journalctl waiting on a lock): it is killed and started again. Default 30 s.
+   */
+  backlogIdleMs?: number;
 }
+
+/**
+ * This many non-JSON lines in a row, with no record in between, mean journalctl's output is not
+ * understood (a changed format): a stray line or two is counted and skipped, as before. A backlog
+ * that ends with only such lines is unreadable however short it is.
+ */
+export const UNREADABLE_AFTER_LINES = 20;
 
 /**
  * Follows `journalctl -u UNIT -b -o json`. First reads the backlog (without `-f`, so that the end of
@@ -255,6 +268,14 @@ export class JournaldSource extends SourceBase implements LogSource {
   private wake: (() => void) | undefined;
   private lastRealtimeUs = 0;
   private resumeAfterUs = 0;
+  /** Valid records handled, and non-JSON lines since the last one (a changed output format shows here). */
+  private validRecords = 0;
+  private invalidInARow = 0;
+  private firstInvalid: string | undefined;
+  /** The journal sequence (`s=` of the cursor) and number (`i=`) of the last record handled. */
+  private lastSeq: { id: string; n: bigint } | undefined;
+  /** Records skipped because a restarted journalctl printed them again. */
+  replayedRecords = 0;
 
   constructor(opts: JournaldSourceOptions) {
     super('journald');
@@ -263,6 +284,7 @@ export class JournaldSource extends SourceBase implements LogSource {
       backoffMaxMs: 30_000,
       maxLineBytes: 256 * 1024,
       probeTimeoutMs: 5000,
+      backlogIdleMs: 30_000,
       ...opts,
     };
     this.backoffMs = this.o.backoffMinMs;
@@ -303,17 +325,34 @@ export class JournaldSource extends SourceBase implements LogSource {
     // Backlog first (no -f), so that its end is known; then follow. A failure of either restarts
     // with -f from the cursor: the backlog is then read as part of following.
     let follow = false;
+    const idle = { hit: false };
     while (!this.stopped) {
       const startedAt = performance.now(); // monotonic: a clock step must not change the back-off
-      const { exitCode, stderr, delivered } = await this.once(follow);
+      idle.hit = false;
+      const { exitCode, stderr, delivered } = await this.once(follow, idle);
       if (this.stopped) return;
       const ranMs = performance.now() - startedAt;
-      if (!follow && exitCode === 0) {
+      // journalctl says this and exits 0 with no output where there is no journal at all (no systemd
+      // as PID 1, no journald): nothing can be seen, which is not the same as nothing wrong.
+      const noJournal = /No journal files were found/i.test(stderr);
+      if (!follow && exitCode === 0 && !noJournal && !idle.hit) {
         follow = true;
+        if (this.invalidInARow > 0 && this.validRecords === 0 && !this.st.failure) {
+          this.fail('SourceUnreadable', `journalctl printed ${this.invalidInARow} line(s) and none was a journal record (JSON with __CURSOR); first: ${JSON.stringify(this.firstInvalid)}`);
+        } else if (this.st.failure?.reason === 'SourceUnavailable') {
+          // The journal is back (an empty one is fine): a clean backlog read ends the failure.
+          delete this.st.failure;
+          this.st.state = 'following';
+        }
         this.setCaughtUp();
         continue;
       }
-      const why = `journalctl exited (${exitCode === undefined ? 'killed' : `code ${exitCode}`})${stderr ? `: ${firstLine(stderr)}` : ''}`;
+      if (noJournal) {
+        this.fail('SourceUnavailable', `there is no journal to read on this node (journalctl: ${firstLine(stderr)}); is systemd-journald running?`);
+      }
+      const why = idle.hit
+        ? `journalctl printed nothing for ${this.o.backlogIdleMs} ms while reading the backlog: killed, started again`
+        : `journalctl exited (${exitCode === undefined ? 'killed' : `code ${exitCode}`})${stderr ? `: ${firstLine(stderr)}` : ''}`;
       this.st.lastError = why;
       if (delivered || ranMs >= HEALTHY_RUN_MS) {
         this.backoffMs = this.o.backoffMinMs;
@@ -322,7 +361,9 @@ export class JournaldSource extends SourceBase implements LogSource {
         this.consecutiveFailures++;
       }
       // A journalctl that keeps failing at once is not a hiccup: report it (still retrying).
-      if (this.consecutiveFailures >= 3) this.st.failure = { reason: 'SourceUnavailable', message: why };
+      if (this.consecutiveFailures >= 3 && !this.st.failure) this.st.failure = { reason: 'SourceUnavailable', message: why };
+      // A stuck backlog read is a failure at once: a verdict waits on it.
+      if (idle.hit && !this.st.failure) this.st.failure = { reason: 'SourceUnavailable', message: why };
       // Our cursors come from journalctl itself, so this means the journal went away under it
       // (vacuumed, corrupted): go on from the time of the last record instead.
       if (/seek to cursor/i.test(stderr) && this.st.cursor) {
@@ -352,6 +393,16 @@ export class JournaldSource extends SourceBase implements LogSource {
         // >= 2.33) makes the kernel end journalctl when its parent dies; older nodes go without.
         const p = await this.o.host.run(['setpriv', '--pdeathsig', 'TERM', 'true'], { timeoutMs: this.o.probeTimeoutMs });
         this.pdeathsig = p.exitCode === 0;
+        // Where there is no journal at all (no systemd as PID 1, no journald), `journalctl -u UNIT -o
+        // json` prints nothing and exits 0, exactly like a quiet kubelet; only a plain query says so.
+        const j = await this.o.host.run(['journalctl', '-b', '-n', '0', '--no-pager'], { timeoutMs: this.o.probeTimeoutMs, maxOutputBytes: 64 * 1024 });
+        if (this.stopped) return false;
+        if (/No journal files were found/i.test(`${j.stderr}\n${j.stdout}`)) {
+          this.fail('SourceUnavailable', 'there is no journal on this node (journalctl: "No journal files were found."); is systemd-journald running?');
+          await this.sleep(this.o.backoffMaxMs);
+          if (this.stopped) return false;
+          continue;
+        }
         return true;
       }
       const missing = r.notFound || r.exitCode === 127 || /No such file|not found/i.test(r.stderr);
@@ -376,13 +427,24 @@ export class JournaldSource extends SourceBase implements LogSource {
     return a;
   }
 
-  private async once(follow: boolean): Promise<{ exitCode: number | undefined; stderr: string; delivered: boolean }> {
+  private async once(follow: boolean, idle: { hit: boolean }): Promise<{ exitCode: number | undefined; stderr: string; delivered: boolean }> {
     let delivered = false;
     const generation = ++this.generation;
+    // The backlog read ends by itself; one that goes quiet without ending is stuck.
+    let idleTimer: NodeJS.Timeout | undefined;
+    const arm = (): void => {
+      if (follow) return;
+      clearTimeout(idleTimer);
+      idleTimer = setTimeout(() => {
+        idle.hit = true;
+        stream.kill();
+      }, this.o.backlogIdleMs);
+    };
     const stream = this.o.host.spawnLines(this.args(follow), {
       maxLineBytes: this.o.maxLineBytes,
       onLine: (line) => {
         if (this.stopped || generation !== this.generation) return;
+        arm();
         if (this.handle(line)) delivered = true;
         if (delivered && this.consecutiveFailures) {
           this.consecutiveFailures = 0;
@@ -403,7 +465,9 @@ export class JournaldSource extends SourceBase implements LogSource {
     }
     if (!this.st.failure) this.st.state = 'following';
     this.notify();
+    arm();
     const { exitCode, stderr } = await stream.exited;
+    clearTimeout(idleTimer);
     this.stream = undefined;
     delete this.st.pid;
     return { exitCode, stderr, delivered };
@@ -416,10 +480,29 @@ export class JournaldSource extends SourceBase implements LogSource {
     const rec = parseJournalRecord(line, truncated);
     if (rec.kind === 'invalid') {
       if (truncated) this.st.truncatedLines++;
-      else this.st.invalidRecords++;
+      else {
+        this.st.invalidRecords++;
+        this.invalidInARow++;
+        this.firstInvalid ??= line.slice(0, 120);
+        // Nothing but lines we cannot read: a changed output format would leave PLEG detection
+        // blind while looking healthy. Say so (cleared by the next valid record).
+        if (this.invalidInARow >= UNREADABLE_AFTER_LINES && !this.st.failure) {
+          this.fail(
+            'SourceUnreadable',
+            `journalctl printed ${this.invalidInARow} lines in a row that are not journal records (JSON with __CURSOR)${this.validRecords ? '' : ' and no record at all'}; first: ${JSON.stringify(this.firstInvalid)}`,
+          );
+        }
+      }
       if (rec.cursor) this.st.cursor = rec.cursor;
       return false;
     }
+    this.invalidInARow = 0;
+    this.firstInvalid = undefined;
+    if (this.isReplay(rec)) {
+      this.replayedRecords++;
+      return true;
+    }
+    this.validRecords++;
     this.st.cursor = rec.cursor;
     const timeMs = rec.realtimeUs / 1000;
     // --since has whole-second resolution; the window does not.
@@ -439,6 +522,20 @@ export class JournaldSource extends SourceBase implements LogSource {
     }
     if (rec.messages.length === 0 && rec.unitStarted) this.o.onLine({ text: '', timeMs, unitStarted: true });
     return true;
+  }
+
+  /**
+   * Whether a record was handled already: a restarted journalctl that ignores (or mis-seeks) its
+   * `--after-cursor` prints old records again. Within one journal sequence (`s=`), the sequence number
+   * (`i=`) only grows; a record at or before the last one handled is a replay and must not count twice.
+   */
+  private isReplay(rec: Extract<JournalRecord, { kind: 'record' }>): boolean {
+    const m = /(?:^|;)s=([0-9a-f]+);i=([0-9a-f]{1,16})(?:;|$)/.exec(rec.cursor);
+    if (!m) return false;
+    const seq = { id: m[1]!, n: BigInt(`0x${m[2]!}`) };
+    if (this.lastSeq && this.lastSeq.id === seq.id && seq.n <= this.lastSeq.n) return true;
+    this.lastSeq = seq;
+    return false;
   }
 
   private setCaughtUp(): void {

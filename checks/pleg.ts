@@ -3,7 +3,8 @@
  *
  * Reasons: `PLEGUnhealthy` (problem); `PLEGHealthy`, `PLEGRelistErrors` (ok; the second says relists
  * fail, a container-runtime hint); `NotInstalled` (journalctl or systemctl absent, unit unknown),
- * `SourceUnavailable` (file missing or unreadable, journalctl failing), `SourceCatchingUp` (the journal
+ * `SourceUnavailable` (file missing or unreadable, journalctl failing or stuck, no journal on this node),
+ * `SourceUnreadable` (journalctl prints nothing that is a journal record), `SourceCatchingUp` (the journal
  * backlog is still being read), `InvalidConfig` (unknown).
  */
 import type { Host } from '../platform/host.js';
@@ -12,6 +13,7 @@ import { formatDuration, parseDuration } from '../platform/duration.js';
 import { classifyKubeletLine, PLEG_LINE_NEEDLES, type PlegLabel } from './pleg-classify.js';
 import { FileSource, JournaldSource, type LogLine, type LogSource, type SourceStatus } from './log-source.js';
 import { showUnitShared, type UnitState } from '../platform/systemd-unit.js';
+import { noSystemdHere } from './kubelet.js';
 import { unknown, type BaseCheckOptions, type Check, type CheckDefinition, type CheckDeps, type Finding } from './types.js';
 
 export interface PlegOptions extends BaseCheckOptions {
@@ -157,6 +159,8 @@ export class PlegMonitor implements Check {
   private unit: UnitState | undefined;
   /** Why the journal cannot be read at all: no systemctl here, or no such unit. */
   private unitMissing: string | undefined;
+  /** `systemctl show` said there is no systemd on this node (evidence). */
+  private noSystemd = false;
   /** The last failed `systemctl show` (e.g. a hung PID 1), shown in the evidence. */
   private unitError: string | undefined;
   private monoPair: { realtimeUs: number; monotonicUs: number } | undefined;
@@ -278,6 +282,9 @@ export class PlegMonitor implements Check {
       if (q.reason === 'InvalidUnitName' || (q.reason === 'SystemctlFailed' && /could not run/.test(q.message))) {
         this.unitMissing = q.message;
       }
+      // No systemd as PID 1: journalctl may still read a journal someone copied here, so it is
+      // tried; without one the source reports SourceUnavailable (never a healthy verdict).
+      this.noSystemd = noSystemdHere(q);
       return;
     }
     this.unitError = undefined;
@@ -525,6 +532,7 @@ export class PlegMonitor implements Check {
     };
     if (this.unit) ev.unit = { id: this.unit.id, loadState: this.unit.loadState, activeState: this.unit.activeState };
     if (this.unitError && this.opts.source === 'journald') ev.unitError = this.unitError;
+    if (this.noSystemd) ev.systemd = 'absent (not PID 1)';
     if (w.unhealthy > 0 && this.first) ev.first = this.first.quoted;
     if (w.unhealthy > 0 && this.last) ev.last = this.last.quoted;
     if (w.counts['pleg-relist-error'] > 0 && this.lastRelist) {

@@ -68,6 +68,9 @@ export type GrpcUnaryOutcome = UnixCallOutcome<{
 
 const MiB = 1024 * 1024;
 
+/** The `code` of an error outcome for an answer larger than `maxBodyBytes` (gRPC). */
+export const ANSWER_TOO_LARGE = 'EANSWERTOOLARGE';
+
 /**
  * Settles a call exactly once, with a hard deadline and the caller's abort signal wired to `destroy`.
  * Everything that may keep a socket open goes through `destroy`, so no outcome leaves one behind.
@@ -224,15 +227,28 @@ export function unixGrpcUnary(req: GrpcUnaryRequest): Promise<GrpcUnaryOutcome> 
   const chunks: Buffer[] = [];
   let size = 0;
   let truncated = false;
+  // An answer larger than `max` ends the call at once: reading (and dropping) the rest of a 1 GB
+  // answer would outlast the deadline and make a daemon that answered promptly look hung.
+  const tooLarge = (what: string) =>
+    fail(Object.assign(new Error(`answer too large: ${what}, more than the ${max} bytes read`), { code: ANSWER_TOO_LARGE }));
   stream.on('data', (c: Buffer) => {
     if (truncated) return;
     const room = max - size;
     if (c.length > room) {
       truncated = true;
-      c = c.subarray(0, Math.max(0, room));
+      tooLarge('the response body is longer');
+      return;
     }
     chunks.push(c);
     size += c.length;
+    // The first frame's header says how long its message is: no need to wait for the bytes.
+    if (size >= 5 && size - c.length < 5) {
+      const declared = Buffer.concat(chunks, size).readUInt32BE(1);
+      if (declared + 5 > max) {
+        truncated = true;
+        tooLarge(`its first message declares ${declared} bytes`);
+      }
+    }
   });
   stream.on('error', fail);
   stream.on('close', () => {

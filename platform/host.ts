@@ -1,4 +1,5 @@
-import { open, statfs } from 'node:fs/promises';
+import { closeSync, constants as fsConstants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
+import { open, statfs, type FileHandle } from 'node:fs/promises';
 import { execa, type ResultPromise } from 'execa';
 import { systemClock, type Clock } from './clock.js';
 
@@ -231,26 +232,175 @@ export class RealHost implements Host {
   }
 
   async readFile(path: string, maxBytes = MiB): Promise<string> {
-    const fh = await open(path, 'r');
-    try {
-      // Chunked, because /proc files report size 0 and most reads are tiny.
-      const chunks: Buffer[] = [];
-      let n = 0;
-      while (n < maxBytes) {
-        const buf = Buffer.alloc(Math.min(64 * 1024, maxBytes - n));
-        const { bytesRead } = await fh.read(buf, 0, buf.length, null);
-        if (bytesRead === 0) break;
-        chunks.push(buf.subarray(0, bytesRead));
-        n += bytesRead;
-      }
-      return Buffer.concat(chunks, n).toString('utf8');
-    } finally {
-      await fh.close();
-    }
+    // /proc files report size 0 and are cut, not refused; a FIFO or a device is still refused.
+    return readBoundedFile(path, { maxBytes, timeoutMs: HOST_READ_TIMEOUT_MS, overLimit: 'cut' });
   }
 
   async statfs(path: string): Promise<StatFs> {
     const s = await statfs(path);
     return { bsize: s.bsize, blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bounded reads of outside files
+
+/** Bound on one `Host.readFile` (a /proc file answers in microseconds; a dead mount never). */
+const HOST_READ_TIMEOUT_MS = 5000;
+
+/** Why a bounded read refused or failed; `code` is an errno name or one of the three below. */
+export class FileReadError extends Error {
+  override name = 'FileReadError';
+  constructor(
+    readonly path: string,
+    /** `NotRegularFile`, `TooLarge`, `Timeout`, or the errno code (`ENOENT`, `EACCES`, ...). */
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface BoundedReadOptions {
+  /** At most this many bytes are read. */
+  maxBytes: number;
+  /**
+   * `refuse` (default): a file larger than `maxBytes` is an error (`TooLarge`), judged by its size
+   * before anything is read and again by what is read (a file that grows, or /proc's size 0).
+   * `cut`: return its first `maxBytes` bytes.
+   */
+  overLimit?: 'refuse' | 'cut';
+}
+
+/** What a non-regular file is, in words. */
+export function fileKind(s: Stats): string {
+  if (s.isFile()) return 'a regular file';
+  if (s.isDirectory()) return 'a directory';
+  if (s.isFIFO()) return 'a FIFO (named pipe)';
+  if (s.isCharacterDevice()) return 'a character device';
+  if (s.isBlockDevice()) return 'a block device';
+  if (s.isSocket()) return 'a socket';
+  return 'not a regular file';
+}
+
+function humanBytes(n: number): string {
+  return n >= MiB ? `${Number((n / MiB).toFixed(1))} MiB` : n >= 1024 ? `${Number((n / 1024).toFixed(1))} KiB` : `${n} bytes`;
+}
+
+function tooLarge(path: string, size: number | undefined, maxBytes: number): FileReadError {
+  const what = size === undefined ? `more than ${humanBytes(maxBytes)}` : `${humanBytes(size)}; the limit is ${humanBytes(maxBytes)}`;
+  return new FileReadError(path, 'TooLarge', `${path} is too large (${what})`);
+}
+
+function notRegular(path: string, s: Stats): FileReadError {
+  return new FileReadError(path, 'NotRegularFile', `${path} is ${fileKind(s)}, not a regular file`);
+}
+
+function errnoError(path: string, e: unknown): FileReadError {
+  if (e instanceof FileReadError) return e;
+  const err = e as NodeJS.ErrnoException;
+  const plain: Record<string, string> = { ENOENT: 'does not exist', EACCES: 'is not readable (permission denied)', ENXIO: 'is a socket or a device without a reader' };
+  const why = err.code && plain[err.code] ? `${path} ${plain[err.code]} (${err.code})` : `cannot read ${path}: ${err.message}`;
+  return new FileReadError(path, err.code ?? 'EIO', why);
+}
+
+// O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever. O_NOCTTY: a
+// terminal device never becomes our controlling terminal. Neither changes reading a regular file.
+const OPEN_FLAGS = fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | fsConstants.O_NOCTTY;
+
+/**
+ * Reads an outside file (config, kubeconfig) synchronously, refusing what is not a regular file
+ * (FIFO, device, directory) before reading a byte, and refusing (or cutting) more than `maxBytes`.
+ * Not bounded in time: a file on a hung mount blocks; use `readBoundedFile` where that matters.
+ * Throws FileReadError.
+ */
+export function readBoundedFileSync(path: string, opts: BoundedReadOptions): string {
+  let fd: number;
+  try {
+    fd = openSync(path, OPEN_FLAGS);
+  } catch (e) {
+    throw errnoError(path, e);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw notRegular(path, st);
+    if (opts.overLimit !== 'cut' && st.size > opts.maxBytes) throw tooLarge(path, st.size, opts.maxBytes);
+    // One byte more than allowed tells a file that grew (or /proc's size 0) past the limit.
+    const room = opts.overLimit === 'cut' ? opts.maxBytes : opts.maxBytes + 1;
+    const buf = Buffer.allocUnsafe(Math.min(room, Math.max(st.size + 1, 64 * 1024)));
+    const chunks: Buffer[] = [];
+    let n = 0;
+    for (;;) {
+      const want = Math.min(buf.length, room - n);
+      if (want <= 0) break;
+      const got = readSync(fd, buf, 0, want, null);
+      if (got === 0) break;
+      chunks.push(Buffer.from(buf.subarray(0, got)));
+      n += got;
+    }
+    if (n > opts.maxBytes) throw tooLarge(path, undefined, opts.maxBytes);
+    return Buffer.concat(chunks, n).toString('utf8');
+  } catch (e) {
+    throw errnoError(path, e);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Reads an outside file (state, pause file, /proc, a log's tail) with every bound: refuses what is not
+ * a regular file, refuses (or cuts) more than `maxBytes`, and gives up after `timeoutMs` (a file on a
+ * dead NFS or FUSE mount never answers; the stuck thread-pool request is left to finish on its own and
+ * its descriptor is closed then). Rejects with FileReadError.
+ */
+export async function readBoundedFile(path: string, opts: BoundedReadOptions & { timeoutMs: number }): Promise<string> {
+  let timedOut = false;
+  let fh: FileHandle | undefined;
+  const work = (async () => {
+    try {
+      fh = await open(path, OPEN_FLAGS);
+    } catch (e) {
+      throw errnoError(path, e);
+    }
+    if (timedOut) {
+      void fh.close().catch(() => undefined);
+      throw new FileReadError(path, 'Timeout', `${path}: no answer within ${opts.timeoutMs} ms`);
+    }
+    try {
+      const st = await fh.stat();
+      if (!st.isFile()) throw notRegular(path, st);
+      if (opts.overLimit !== 'cut' && st.size > opts.maxBytes) throw tooLarge(path, st.size, opts.maxBytes);
+      const room = opts.overLimit === 'cut' ? opts.maxBytes : opts.maxBytes + 1;
+      // Chunked, because /proc files report size 0 and most reads are tiny.
+      const chunks: Buffer[] = [];
+      let n = 0;
+      while (n < room && !timedOut) {
+        const buf = Buffer.alloc(Math.min(64 * 1024, room - n));
+        const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+        if (bytesRead === 0) break;
+        chunks.push(buf.subarray(0, bytesRead));
+        n += bytesRead;
+      }
+      if (n > opts.maxBytes) throw tooLarge(path, undefined, opts.maxBytes);
+      return Buffer.concat(chunks, n).toString('utf8');
+    } catch (e) {
+      throw errnoError(path, e);
+    } finally {
+      await fh.close().catch(() => undefined);
+    }
+  })();
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      timedOut = true;
+      reject(new FileReadError(path, 'Timeout', `${path}: no answer within ${opts.timeoutMs} ms (a hung mount?)`));
+    }, opts.timeoutMs);
+  });
+  // The loser of the race must not become an unhandled rejection.
+  work.catch(() => undefined);
+  try {
+    return await Promise.race([work, deadline]);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -1,5 +1,5 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { readBoundedFile } from '../platform/host.js';
 import { removeFileDurably, writeFileAtomic } from '../platform/atomic-file.js';
 import type { PauseState } from './types.js';
 
@@ -9,6 +9,10 @@ import type { PauseState } from './types.js';
  * file, and the pause survives agent restarts.
  */
 export const PAUSE_FILE = 'pause.json';
+/** A pause file is a few hundred bytes; anything much larger is not one. */
+const PAUSE_MAX_BYTES = 64 * 1024;
+/** Read before every decision: a stateDir on a hung mount must not stall the ladder. */
+const PAUSE_READ_TIMEOUT_MS = 5000;
 
 /** On disk: times as ISO-8601 so an operator can read (and if need be write) the file by hand. */
 interface PauseFileV1 {
@@ -45,10 +49,11 @@ export async function readPause(stateDir: string): Promise<PauseState | null> {
   const path = pausePath(stateDir);
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    // Bounded: a FIFO, a device or a huge file in its place is refused, a hung mount times out.
+    text = await readBoundedFile(path, { maxBytes: PAUSE_MAX_BYTES, timeoutMs: PAUSE_READ_TIMEOUT_MS });
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    return { since: 0, until: null, reason: '', error: `cannot read ${path}: ${(e as Error).message}` };
+    return { since: 0, until: null, reason: '', error: `cannot read the pause file: ${(e as Error).message}` };
   }
   try {
     return parsePause(text);

@@ -15,7 +15,7 @@ function file(name: string, text: string): string {
 // Each invalid config, and the key path its message must name.
 const invalid: [string, string, RegExp][] = [
   ['bad YAML', 'checks:\n  disk: [\n', /YAML syntax/],
-  ['wrong type', 'checks:\n  load:\n    maxLoadPerCpu: lots\n', /checks\.load\.maxLoadPerCpu: must be number/],
+  ['wrong type', 'checks:\n  load:\n    maxLoadPerCpu: lots\n', /checks\.load\.maxLoadPerCpu: must be a number/],
   ['unknown key', 'checks:\n  disk:\n    maxUsedPercnt: 80\n', /checks\.disk\.maxUsedPercnt: unknown key/],
   ['percent over 100', 'checks:\n  disk:\n    maxUsedPercent: 120\n', /checks\.disk\.maxUsedPercent: must be <= 100/],
   ['negative duration', 'remediation:\n  settle: -2m\n', /remediation\.settle: must be a duration/],

@@ -114,8 +114,9 @@ t.test('operator commands', async (t) => {
     const bare = join(c.dir, 'bare.yaml');
     writeFileSync(bare, `nodeName: ${SELF}\nstateDir: ${join(c.dir, 'bare-state')}\n`);
     r = await runCli(['cordon', '--config', bare], { env: { KUBERNETES_SERVICE_HOST: '' } });
-    t.equal(r.code, 78);
-    t.match(r.stderr, /kubernetes\.kubeconfig: empty and not running in a pod/);
+    t.equal(r.code, 69, 'not configured is not an invalid config (issue 12)');
+    t.match(r.stderr, /Kubernetes access is not configured .*kubernetes\.kubeconfig is empty/);
+    t.notMatch(r.stderr, /invalid config/);
     const missing = join(c.dir, 'missing.yaml');
     writeFileSync(missing, `nodeName: ${SELF}\nkubernetes: { kubeconfig: ${join(c.dir, 'nope')} }\n`);
     r = await runCli(['uncordon', '--config', missing]);

@@ -1,6 +1,6 @@
 // `nodemedic pause` / `nodemedic resume`: the operator's pause file, written by the CLI, read by the agent.
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -18,6 +18,8 @@ async function setup(t: { teardown(fn: () => unknown): void }): Promise<{ dir: s
   const dir = await mkdtemp(join(tmpdir(), 'nodemedic-ladder-cli-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const stateDir = join(dir, 'state');
+  // As on a node where the agent runs: it creates its stateDir (pause refuses a missing one).
+  await mkdir(stateDir);
   const config = join(dir, 'config.yaml');
   await writeFile(config, `stateDir: ${stateDir}\n`);
   return { dir, config, stateDir };

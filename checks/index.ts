@@ -5,6 +5,7 @@ import { kubeletCheck } from './kubelet.js';
 import { loadCheck } from './load.js';
 import { nodeReadyCheck } from './node-ready.js';
 import { plegCheck } from './pleg.js';
+import { resourcesCheck } from './resources.js';
 import { stuckPodsCheck } from './stuck-pods.js';
 import { systemdVersionCheck } from './systemd-version.js';
 import type { CheckDefinition } from './types.js';
@@ -13,6 +14,7 @@ import type { CheckDefinition } from './types.js';
 export const CHECK_DEFINITIONS: readonly CheckDefinition<any>[] = [
   diskCheck,
   loadCheck,
+  resourcesCheck,
   plegCheck,
   kubeletCheck,
   dockerCheck,

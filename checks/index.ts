@@ -1,6 +1,7 @@
 import { containerdCheck } from './containerd.js';
 import { diskCheck } from './disk.js';
 import { dockerCheck } from './docker.js';
+import { kernelCheck } from './kernel.js';
 import { kubeletCheck } from './kubelet.js';
 import { loadCheck } from './load.js';
 import { nodeReadyCheck } from './node-ready.js';
@@ -15,6 +16,7 @@ export const CHECK_DEFINITIONS: readonly CheckDefinition<any>[] = [
   diskCheck,
   loadCheck,
   resourcesCheck,
+  kernelCheck,
   plegCheck,
   kubeletCheck,
   dockerCheck,

@@ -8,6 +8,7 @@ import { Agent } from './agent.js';
 import { configOption, type CommandIO, type CommandSpec, type ParsedArgs } from './cli-types.js';
 import { REMEDIATION_COMMANDS } from './cli-remediation.js';
 import { KUBERNETES_COMMANDS } from './cli-kubernetes.js';
+import { collectCommand } from './cli-collect.js';
 import { loadConfig, type Config } from './config.js';
 import { ConfigError, EXIT, UsageError } from '../platform/errors.js';
 import { createLogger } from './logger.js';
@@ -173,7 +174,7 @@ const version: CommandSpec = {
 };
 
 /** Every command; other areas add theirs here. */
-export const COMMANDS: readonly CommandSpec[] = [check, run, status, config, version, ...REMEDIATION_COMMANDS, ...KUBERNETES_COMMANDS];
+export const COMMANDS: readonly CommandSpec[] = [check, run, status, config, version, ...REMEDIATION_COMMANDS, ...KUBERNETES_COMMANDS, collectCommand];
 
 function help(): string {
   const w = Math.max(...COMMANDS.map((c) => c.name.length));

@@ -3,6 +3,7 @@ import { diskCheck } from './disk.js';
 import { dockerCheck } from './docker.js';
 import { kernelCheck } from './kernel.js';
 import { kubeletCheck } from './kubelet.js';
+import { kubeletConnectionCheck } from './kubelet-connection.js';
 import { loadCheck } from './load.js';
 import { nodeReadyCheck } from './node-ready.js';
 import { plegCheck } from './pleg.js';
@@ -23,6 +24,7 @@ export const CHECK_DEFINITIONS: readonly CheckDefinition<any>[] = [
   containerdCheck,
   systemdVersionCheck,
   nodeReadyCheck,
+  kubeletConnectionCheck,
   stuckPodsCheck,
 ];
 

@@ -12,6 +12,7 @@ import { StateDirLockedError } from './state-lock.js';
 import { configOption, type CommandIO, type CommandSpec, type ParsedArgs } from './cli-types.js';
 import { REMEDIATION_COMMANDS } from './cli-remediation.js';
 import { KUBERNETES_COMMANDS } from './cli-kubernetes.js';
+import { collectCommand } from './cli-collect.js';
 import { loadConfig, type Config } from './config.js';
 import { ConfigError, EXIT, NotConfiguredError, UsageError } from '../platform/errors.js';
 import { createLogger } from './logger.js';
@@ -220,7 +221,7 @@ const version: CommandSpec = {
 };
 
 /** Every command; other areas add theirs here. */
-export const COMMANDS: readonly CommandSpec[] = [check, run, status, config, version, ...REMEDIATION_COMMANDS, ...KUBERNETES_COMMANDS];
+export const COMMANDS: readonly CommandSpec[] = [check, run, status, config, version, ...REMEDIATION_COMMANDS, ...KUBERNETES_COMMANDS, collectCommand];
 
 /** What each flag means, for `nodemedic <command> --help`. */
 const FLAG_HELP: Record<string, string> = {

@@ -3,10 +3,13 @@ import { pathToFileURL } from 'node:url';
 import { containerdCheck } from './containerd.js';
 import { diskCheck } from './disk.js';
 import { dockerCheck } from './docker.js';
+import { kernelCheck } from './kernel.js';
 import { kubeletCheck } from './kubelet.js';
+import { kubeletConnectionCheck } from './kubelet-connection.js';
 import { loadCheck } from './load.js';
 import { nodeReadyCheck } from './node-ready.js';
 import { plegCheck } from './pleg.js';
+import { resourcesCheck } from './resources.js';
 import { stuckPodsCheck } from './stuck-pods.js';
 import { systemdVersionCheck } from './systemd-version.js';
 import type { CheckDefinition } from './types.js';
@@ -15,12 +18,15 @@ import type { CheckDefinition } from './types.js';
 const BUILT_IN: readonly CheckDefinition<any>[] = [
   diskCheck,
   loadCheck,
+  resourcesCheck,
+  kernelCheck,
   plegCheck,
   kubeletCheck,
   dockerCheck,
   containerdCheck,
   systemdVersionCheck,
   nodeReadyCheck,
+  kubeletConnectionCheck,
   stuckPodsCheck,
 ];
 

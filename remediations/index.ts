@@ -8,6 +8,7 @@ import type { Host } from '../platform/host.js';
 import { CHECK_DEFINITIONS } from '../checks/index.js';
 import type { CheckResult } from '../checks/types.js';
 import { readUnitFacts, restartUnit } from './actions.js';
+import { evidenceCollectorFor, type EvidenceCollector } from './evidence.js';
 import { NEVER_TRIGGERS, remediationProblems } from './config.js';
 import { applyOutcome, decide, emptyState, judgeInterrupted, pauseActive, type Decision, type LadderPolicy } from './decide.js';
 import { LadderMetrics } from './metrics.js';
@@ -47,6 +48,8 @@ const STOP_GRACE_MS = 5000;
 /** At start, how long an interrupted restart may still be under way before it is judged anyway. */
 const INTERRUPTED_SETTLE_MAX_MS = 30_000;
 const TRANSITIONAL = new Set(['activating', 'deactivating', 'reloading']);
+/** How far before an episode's start its evidence bundle's journals begin (a trigger's window plus grace). */
+const EVIDENCE_LOOKBACK_MS = 15 * 60_000;
 
 /** The ladder's policy from the config and the current pause. */
 export function ladderPolicy(config: Config, pause: PauseState | null): LadderPolicy {
@@ -100,6 +103,7 @@ class LadderRemediator implements Remediator {
   /** Set when stop() gave up waiting for an action: this instance then never writes state again. */
   private abandoned = false;
   private readonly metrics: LadderMetrics | undefined;
+  private readonly evidence: EvidenceCollector;
 
   constructor(private readonly deps: RemediatorDeps) {
     const problems = remediationProblems(deps.config.remediation, CHECK_DEFINITIONS.map((d) => d.id));
@@ -112,6 +116,11 @@ class LadderRemediator implements Remediator {
     this.metrics = deps.registry
       ? new LadderMetrics(deps.registry, { state: () => this.state, policy: () => this.policy(), now: () => this.clock.now() })
       : undefined;
+    // Issue 16: what an action destroys is captured first; at most ~10 s before an action, never failing it.
+    this.evidence = evidenceCollectorFor(deps.config, deps.host, deps.logger.child({ component: 'evidence' }), {
+      timeoutMs: 10_000,
+      status: () => ({ remediation: this.status(), checks: [...this.latest.values()] }),
+    });
   }
 
   private policy(): LadderPolicy {
@@ -298,12 +307,16 @@ class LadderRemediator implements Remediator {
   private async carryOut(a: ActionRecord): Promise<void> {
     let outcome: ActionOutcome;
     let threw = false;
+    // Journals from before the episode: the lines that made the triggers fail came before grace ended.
+    const since = (this.state.episode?.startedAt ?? a.intentAt) - EVIDENCE_LOOKBACK_MS;
+    const evidence = await this.evidence.collect({ label: a.step, sinceMs: since, episodeId: a.episodeId, reason: a.reason });
     try {
       outcome = await this.execute(a);
     } catch (e) {
       threw = true;
       outcome = { result: 'failure', detail: `${a.step} failed: ${(e as Error).message}`, at: this.clock.now() };
     }
+    outcome.detail += evidence.path ? ` (evidence: ${evidence.path})` : ` (no evidence bundle: ${evidence.error ?? 'not written'})`;
     await this.serial(async () => {
       if (this.stopped && this.abandoned) return;
       const next = applyOutcome(this.state, a.id, outcome, this.policy());
@@ -395,6 +408,7 @@ class LadderRemediator implements Remediator {
           ...(a.outcome ? { detail: a.outcome.detail, finishedAt: iso(a.outcome.at), ...(a.outcome.inferred ? { inferred: true } : {}) } : {}),
         })),
       stateFile: this.store.path,
+      evidence: this.evidence.status(),
       ...(this.lastError ? { error: this.lastError } : {}),
     };
   }

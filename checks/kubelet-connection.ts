@@ -1,0 +1,151 @@
+/**
+ * `kubelet-connection`: kubelet healthy locally but cut off from the API server (kubernetes#87615
+ * "use of closed network connection", #91963: kubelet's healthz says ok while the node goes
+ * NotReady). The runbook's "kubelet cannot talk to the cluster"; a kubelet restart reconnects it.
+ *
+ * Signals: this Node's Lease in `kube-node-lease` is no longer renewed (kubelet renews it every 10 s;
+ * its duration is 40 s), or the Node's `Ready` is `Unknown` (the node lifecycle controller's verdict
+ * that kubelet stopped posting status). The lease's age is judged the way client-go's leader election
+ * judges a holder: from when *this agent* last saw `renewTime` change, on its own clock, never by
+ * comparing the control plane's timestamps with the local wall clock (clock skew).
+ *
+ * Verdicts: API answers and (lease stale or Ready Unknown) and kubelet's healthz answers 200 →
+ * `problem` `KubeletDisconnected`. Healthz failing → `unknown` (the `kubelet` check owns that fault).
+ * The API not answering this agent either → `unknown` (kube-check.ts): then the trouble may be the
+ * control plane's or the network's, which a kubelet restart does not cure.
+ */
+import type { V1Lease, V1Node } from '@kubernetes/client-node';
+import { formatDuration, parseDuration } from '../platform/duration.js';
+import { isStatus } from '../platform/kube-client.js';
+import { probeHealthz, type HealthzOutcome } from './kubelet.js';
+import { isoTime, preconnect, withKubeApi } from './kube-check.js';
+import { unknown, type BaseCheckOptions, type CheckDefinition, type Finding } from './types.js';
+
+export interface KubeletConnectionOptions extends BaseCheckOptions {
+  /** kubelet's healthz, as for the `kubelet` check. */
+  healthzUrl: string;
+  leaseNamespace: string;
+  /** The lease counts as not renewed once its `renewTime` has not changed for this long (seen by this agent). */
+  staleAfter: string;
+  /** Bound on the API calls and on the healthz probe. */
+  timeout: string;
+}
+
+/** What one run saw. */
+export interface ConnectionFacts {
+  node: string;
+  /** `renewTime` as last read, and how long (this agent's clock) it has not changed; undefined age: first sight. */
+  renewTime?: string;
+  unchangedForMs?: number;
+  readyStatus?: string;
+  readyReason?: string;
+  healthz: HealthzOutcome | undefined;
+}
+
+/** The verdict (pure). */
+export function judgeConnection(f: ConnectionFacts, staleAfterMs: number): Finding {
+  const stale = f.unchangedForMs !== undefined && f.unchangedForMs >= staleAfterMs;
+  const readyUnknown = f.readyStatus === 'Unknown';
+  const evidence: Record<string, unknown> = {
+    node: f.node,
+    leaseRenewTime: f.renewTime ?? null,
+    leaseUnchangedFor: f.unchangedForMs === undefined ? null : formatDuration(f.unchangedForMs),
+    staleAfter: formatDuration(staleAfterMs),
+    ready: f.readyStatus ?? null,
+    ...(f.readyReason ? { readyReason: f.readyReason } : {}),
+    ...(f.healthz ? { healthz: f.healthz.kind === 'response' ? { status: f.healthz.status, body: f.healthz.body.slice(0, 200) } : { outcome: f.healthz.kind } } : {}),
+  };
+  if (!stale && !readyUnknown) {
+    return {
+      status: 'ok',
+      reason: 'KubeletConnected',
+      message: f.unchangedForMs === undefined ? `watching node ${f.node}'s lease (renewTime ${f.renewTime ?? 'unset'})` : `node ${f.node}'s lease is being renewed`,
+      evidence,
+    };
+  }
+  const what = [
+    ...(stale ? [`node ${f.node}'s lease in kube-node-lease not renewed for ${formatDuration(f.unchangedForMs!)} (last renewTime ${f.renewTime})`] : []),
+    ...(readyUnknown ? [`Ready is Unknown${f.readyReason ? ` (${f.readyReason})` : ''}`] : []),
+  ].join(' and ');
+  const h = f.healthz;
+  if (!h || h.kind !== 'response' || h.status !== 200) {
+    const how = !h ? 'not probed' : h.kind === 'response' ? `answered ${h.status}` : h.kind;
+    return unknown('KubeletNotHealthy', `${what}, and kubelet's healthz ${how}: not a lost connection; see the kubelet check`, evidence);
+  }
+  return {
+    status: 'problem',
+    reason: 'KubeletDisconnected',
+    message: `${what}, while the API answers nodemedic and kubelet's healthz answers 200: kubelet has lost its connection to the API server; restart kubelet`,
+    evidence,
+  };
+}
+
+const renewIso = (l: V1Lease): string | undefined => isoTime(l.spec?.renewTime as Date | string | undefined);
+
+export const kubeletConnectionCheck: CheckDefinition<KubeletConnectionOptions> = {
+  id: 'kubelet-connection',
+  defaults: { enabled: true, healthzUrl: 'http://127.0.0.1:10248/healthz', leaseNamespace: 'kube-node-lease', staleAfter: '40s', timeout: '10s' },
+  schema: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      enabled: { type: 'boolean' },
+      healthzUrl: { type: 'string', pattern: '^https?://' },
+      leaseNamespace: { type: 'string', minLength: 1 },
+      staleAfter: { type: 'string', format: 'duration' },
+      timeout: { type: 'string', format: 'duration' },
+    },
+  },
+  runTimeoutMs: (o) => 2 * parseDuration(o.timeout) + 5000,
+  create(options, { host, nodeName, kube }) {
+    const staleAfterMs = parseDuration(options.staleAfter);
+    const timeoutMs = parseDuration(options.timeout);
+    let seen: { renewTime: string | undefined; sinceMs: number } | undefined;
+    return {
+      id: 'kubelet-connection',
+      start: () => preconnect(kube),
+      async run(signal): Promise<Finding> {
+        let facts: ConnectionFacts | undefined;
+        const api = await withKubeApi(kube, { timeoutMs, signal, what: `get lease ${options.leaseNamespace}/${nodeName} and node ${nodeName}` }, async (api) => {
+          let lease: V1Lease;
+          let node: V1Node | undefined;
+          try {
+            [lease, node] = await Promise.all([
+              api.readLease(options.leaseNamespace, nodeName),
+              api.getNode(nodeName).catch((e: unknown) => {
+                if (isStatus(e, 404)) return undefined;
+                throw e;
+              }),
+            ]);
+          } catch (e) {
+            if (isStatus(e, 404)) {
+              return unknown('NoNodeLease', `no Lease ${options.leaseNamespace}/${nodeName} (kubelet has not registered, or the cluster predates node leases)`, { node: nodeName });
+            }
+            throw e;
+          }
+          const now = host.clock.now();
+          const renewTime = renewIso(lease);
+          if (!seen || seen.renewTime !== renewTime) seen = { renewTime, sinceMs: now };
+          const ready = node?.status?.conditions?.find((c) => c.type === 'Ready');
+          facts = {
+            node: nodeName,
+            ...(renewTime ? { renewTime } : {}),
+            // Counted from this agent's first sight of this renewTime: an agent that just started waits staleAfter.
+            unchangedForMs: now - seen.sinceMs,
+            ...(ready?.status ? { readyStatus: ready.status } : {}),
+            ...(ready?.reason ? { readyReason: ready.reason } : {}),
+            healthz: undefined,
+          };
+          return { status: 'ok', reason: 'ApiAnswered', message: '' };
+        });
+        if (!facts) return api;
+        const f = facts as ConnectionFacts;
+        // Healthz only matters when the cluster says the node is gone quiet.
+        const first = judgeConnection(f, staleAfterMs);
+        if (first.status === 'ok') return first;
+        f.healthz = await probeHealthz(options.healthzUrl, timeoutMs, signal);
+        return judgeConnection(f, staleAfterMs);
+      },
+    };
+  },
+};

@@ -6,6 +6,7 @@ import { loadCheck } from './load.js';
 import { nodeReadyCheck } from './node-ready.js';
 import { plegCheck } from './pleg.js';
 import { stuckPodsCheck } from './stuck-pods.js';
+import { systemdCheck } from './systemd.js';
 import { systemdVersionCheck } from './systemd-version.js';
 import type { CheckDefinition } from './types.js';
 
@@ -18,6 +19,7 @@ export const CHECK_DEFINITIONS: readonly CheckDefinition<any>[] = [
   dockerCheck,
   containerdCheck,
   systemdVersionCheck,
+  systemdCheck,
   nodeReadyCheck,
   stuckPodsCheck,
 ];

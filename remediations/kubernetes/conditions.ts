@@ -1,6 +1,6 @@
 /**
  * Node conditions on `nodes/status`, named as node-problem-detector names them so tools that already
- * consume NPD conditions work: `KubeletUnhealthy`, `ContainerRuntimeUnhealthy`, plus `PLEGUnhealthy` and
+ * consume NPD conditions work: `KubeletUnhealthy`, `ContainerRuntimeUnhealthy`, plus `PLEGUnhealthy`, `SystemdUnresponsive` and
  * `RebootRequired`. Status `True` means the problem is present. Patched with a strategic merge patch:
  * `status.conditions` merges on `type` (NodeStatus: patchStrategy merge, patchMergeKey type), so the
  * kubelet's own conditions are untouched.
@@ -10,7 +10,7 @@ import type { Clock } from '../../platform/clock.js';
 import type { CheckResult } from '../../checks/types.js';
 import type { KubeApi } from '../../platform/kube-client.js';
 
-export type ConditionType = 'KubeletUnhealthy' | 'ContainerRuntimeUnhealthy' | 'PLEGUnhealthy' | 'RebootRequired';
+export type ConditionType = 'KubeletUnhealthy' | 'ContainerRuntimeUnhealthy' | 'PLEGUnhealthy' | 'SystemdUnresponsive' | 'RebootRequired';
 export type ConditionStatus = 'True' | 'False' | 'Unknown';
 
 export interface DesiredCondition {
@@ -31,6 +31,7 @@ const OK_REASON: Record<Exclude<ConditionType, 'RebootRequired'>, string> = {
   KubeletUnhealthy: 'KubeletIsHealthy',
   ContainerRuntimeUnhealthy: 'ContainerRuntimeIsHealthy',
   PLEGUnhealthy: 'PLEGIsHealthy',
+  SystemdUnresponsive: 'SystemdIsResponsive',
 };
 
 function fromResults(type: Exclude<ConditionType, 'RebootRequired'>, rs: CheckResult[]): DesiredCondition | undefined {
@@ -52,6 +53,8 @@ export function desiredConditions(results: readonly CheckResult[], reboot: Reboo
     fromResults('KubeletUnhealthy', by('kubelet')),
     fromResults('ContainerRuntimeUnhealthy', by('docker', 'containerd')),
     fromResults('PLEGUnhealthy', by('pleg')),
+    // issue 15: only on nodes where systemd could be asked (not where systemctl is missing or fails fast).
+    fromResults('SystemdUnresponsive', by('systemd').filter((r) => !(r.status === 'unknown' && ['NotInstalled', 'SystemctlFailed'].includes(r.reason)))),
   ]) {
     if (c) out.push(c);
   }

@@ -42,6 +42,8 @@ const SPECS: StepSpec[] = [
   { ids: ['docker-hang', 'metrics-load'], script: 'docker.mts', limitS: 240 },
   { ids: ['drain'], script: 'drain.mts', limitS: 240 },
   { ids: ['soak-hostile'], run: soakHostile },
+  // The soak is an hour at full length (issue 15); footprint-units a few minutes.
+  { ids: ['footprint-units', 'soak'], script: 'soak.mts', limitS: 4200 },
 ];
 
 const TITLES: Record<StepId, string> = {
@@ -53,6 +55,8 @@ const TITLES: Record<StepId, string> = {
   'metrics-load': '/metrics under load while a check hangs',
   drain: 'Drain of 110 pods against the fake API server',
   'soak-hostile': 'Soak: 30 min, 1 s schedule, hung API server',
+  'footprint-units': 'Footprint with real units: CPU and RSS at the default schedule',
+  soak: 'Soak: RSS of `nodemedic run` at a 1 s schedule with real units',
 };
 
 function log(msg: string): void {
@@ -77,6 +81,8 @@ const STEP_GOALS: Partial<Record<StepId, string[]>> = {
   'pleg-latency': ['PLEG detection p99 under 1 s'],
   'docker-hang': ['hung-docker detection within timeout + 1 s'],
   'metrics-load': ['/metrics p99 under 5 ms while a check hangs'],
+  'footprint-units': ['idle CPU with real units at most 0.3 % of one core at the default schedule', 'peak RSS at most 80 MiB (real units, default schedule)'],
+  soak: ['no RSS growth over the soak at a 1 s schedule', 'peak RSS at most 80 MiB (1 s schedule, real units)'],
 };
 
 async function runScript(spec: StepSpec, ids: StepId[], quick: boolean): Promise<StepReport[]> {

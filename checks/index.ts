@@ -11,6 +11,7 @@ import { nodeReadyCheck } from './node-ready.js';
 import { plegCheck } from './pleg.js';
 import { resourcesCheck } from './resources.js';
 import { stuckPodsCheck } from './stuck-pods.js';
+import { systemdCheck } from './systemd.js';
 import { systemdVersionCheck } from './systemd-version.js';
 import type { CheckDefinition } from './types.js';
 
@@ -25,6 +26,7 @@ const BUILT_IN: readonly CheckDefinition<any>[] = [
   dockerCheck,
   containerdCheck,
   systemdVersionCheck,
+  systemdCheck,
   nodeReadyCheck,
   kubeletConnectionCheck,
   stuckPodsCheck,

@@ -19,9 +19,13 @@ export interface RemediationConfig {
   kubernetes: { kubeconfig: string };
 }
 
-/** Ladder steps, in the runbook's order. */
-export type StepName = 'restart-kubelet' | 'restart-runtime' | 'drain-reboot';
-export const STEP_NAMES: readonly StepName[] = ['restart-kubelet', 'restart-runtime', 'drain-reboot'];
+
+/**
+ * Ladder steps, in the runbook's order. `reexec-systemd` runs only in episodes whose cause is PID 1
+ * (remediations/README.md); other episodes pass over it.
+ */
+export type StepName = 'restart-kubelet' | 'restart-runtime' | 'reexec-systemd' | 'drain-reboot';
+export const STEP_NAMES: readonly StepName[] = ['restart-kubelet', 'restart-runtime', 'reexec-systemd', 'drain-reboot'];
 
 export interface DrainOptions {
   /** Give up evicting after this long; then roll back (uncordon, release the Lease) and do not reboot. */
@@ -52,6 +56,13 @@ export interface RemediationOptions {
   restartsPerHour: number;
   /** At most this many reboot requests per rolling day. */
   rebootsPerDay: number;
+  /** At most this many re-executions of systemd (PID 1) per rolling day (`reexec-systemd`). */
+  reexecsPerDay: number;
+  /**
+   * After a verified reexec, kill (SIGKILL) runc processes older than this, as the runbook does after
+   * the upgrade (`killall runc`); empty: never (the default). Read from `checks.systemd.procPath`.
+   */
+  killStuckRuncAfter: string;
   /** Restarting docker without live-restore kills every container on the node; refuse unless this is true. */
   allowRuntimeRestartWithoutLiveRestore: boolean;
   /** How long `systemctl restart` may take. */
@@ -83,11 +94,13 @@ export const remediationDefaults: RemediationOptions = {
   settle: '2m',
   // node-ready is opt-in: the cluster also marks nodes NotReady for its own reasons (control plane,
   // network), and restarting every node's kubelet at once would only add load (issue 8).
-  triggers: ['pleg', 'kubelet', 'docker', 'containerd', 'stuck-pods'],
-  steps: ['restart-kubelet', 'restart-runtime', 'drain-reboot'],
+  triggers: ['pleg', 'kubelet', 'docker', 'containerd', 'stuck-pods', 'systemd'],
+  steps: ['restart-kubelet', 'restart-runtime', 'reexec-systemd', 'drain-reboot'],
   firstStep: {},
   restartsPerHour: 3,
   rebootsPerDay: 1,
+  reexecsPerDay: 2,
+  killStuckRuncAfter: '',
   allowRuntimeRestartWithoutLiveRestore: false,
   commandTimeout: '90s',
   rebootWithoutDrain: false,
@@ -106,7 +119,7 @@ export const remediationDefaults: RemediationOptions = {
   recovery: { timeout: '15m' },
 };
 
-const stepName = { enum: ['restart-kubelet', 'restart-runtime', 'drain-reboot'] } as const;
+const stepName = { enum: ['restart-kubelet', 'restart-runtime', 'reexec-systemd', 'drain-reboot'] } as const;
 
 export const remediationSchema = {
   type: 'object',
@@ -120,6 +133,8 @@ export const remediationSchema = {
     firstStep: { type: 'object', additionalProperties: stepName },
     restartsPerHour: { type: 'integer', minimum: 0 },
     rebootsPerDay: { type: 'integer', minimum: 0 },
+    reexecsPerDay: { type: 'integer', minimum: 0 },
+    killStuckRuncAfter: { type: 'string', description: 'empty (off) or a duration', pattern: '^$|^(?:\\d+(?:\\.\\d+)?(?:ms|s|m|h|d))+$' },
     allowRuntimeRestartWithoutLiveRestore: { type: 'boolean' },
     commandTimeout: duration,
     rebootWithoutDrain: { type: 'boolean' },

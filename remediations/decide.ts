@@ -21,6 +21,8 @@ export interface LadderPolicy {
   firstStep: Readonly<Record<string, StepName>>;
   restartsPerHour: number;
   rebootsPerDay: number;
+  /** `reexec-systemd`'s own budget per rolling day (default 2). */
+  reexecsPerDay?: number;
   allowRuntimeRestartWithoutLiveRestore: boolean;
   /** The systemd units the restart steps act on (from `checks.<id>.unit`). */
   units: { kubelet: string; docker: string; containerd: string };
@@ -74,6 +76,16 @@ const DAY = 24 * HOUR;
 export const MAX_ACTIONS = 100;
 /** Check reasons that mean "this component is not on this node" rather than "could not tell". */
 const NOT_HERE = new Set(['NotInstalled', 'NotRunning']);
+
+/**
+ * The steps an episode walks from `firstIdx`: when the cause is PID 1, from `reexec-systemd` on (a
+ * kubelet or runtime restart does not help); otherwise without it.
+ */
+function ladderFor(p: LadderPolicy, firstIdx: number, results: readonly CheckResult[]): StepName[] {
+  const at = p.steps.indexOf('reexec-systemd');
+  if (at >= 0 && pid1Cause(results)) return p.steps.slice(at);
+  return p.steps.slice(firstIdx).filter((st) => st !== 'reexec-systemd');
+}
 
 export function emptyState(): LadderState {
   return {
@@ -137,6 +149,34 @@ export function chooseRuntime(results: readonly CheckResult[]): Runtime | null {
   return null;
 }
 
+// --- reexec-systemd (issue 15) -------------------------------------------------------------
+/**
+ * Why the trouble is PID 1's, or null: the `systemd` check finds PID 1 unresponsive, or PLEG is
+ * unhealthy while runc piles up on a systemd known to carry the sd-bus cookie overflow. Restarting
+ * kubelet or the runtime cures neither (opencontainers/runc#1959); a reexec of systemd does.
+ */
+export function pid1Cause(results: readonly CheckResult[]): string | null {
+  const m = index(results);
+  const sd = m.get('systemd');
+  if (sd?.status === 'problem' && sd.reason === 'SystemdUnresponsive') return `systemd: ${sd.reason}`;
+  const stuck = (sd?.evidence?.stuckRunc as { count?: number } | undefined)?.count ?? 0;
+  const bug = (sd?.evidence?.bug as { status?: string } | undefined)?.status;
+  if (m.get('pleg')?.status === 'problem' && stuck > 0 && bug === 'affected') {
+    return `pleg: PLEGUnhealthy with ${stuck} stuck runc process(es) on a systemd known to carry the sd-bus cookie overflow`;
+  }
+  return null;
+}
+
+function resolveReexec(s: LadderState, observed: Observed, now: number, p: LadderPolicy): StepResolution {
+  const cause = pid1Cause(observed.results);
+  if (!cause) return { kind: 'skip', action: 'reexec_systemd', reason: 'PID 1 answers and no runc is stuck on an affected systemd: a reexec of systemd cures none of this' };
+  const limit = p.reexecsPerDay ?? 2;
+  const used = (s.budgets.reexecs ?? []).filter((t) => now - t < DAY).length;
+  if (used >= limit) return { kind: 'skip', action: 'reexec_systemd', reason: `budget spent: ${used} of ${limit} re-executions of systemd in the last 24h` };
+  return { kind: 'act', action: 'reexec_systemd', reason: cause };
+}
+// --- end reexec-systemd ---------------------------------------------------------------------
+
 function actionFor(step: StepName, runtime: Runtime | null): ActionName | null {
   if (step === 'restart-kubelet') return 'restart_kubelet';
   if (step === 'drain-reboot') return 'reboot';
@@ -190,6 +230,7 @@ function prune(s: LadderState, now: number): void {
     else delete s.budgets.restarts[unit];
   }
   s.budgets.reboots = s.budgets.reboots.filter((t) => now - t < DAY);
+  if (s.budgets.reexecs) s.budgets.reexecs = s.budgets.reexecs.filter((t) => now - t < DAY);
   if (s.budgets.noRebootBefore !== null && now >= s.budgets.noRebootBefore) s.budgets.noRebootBefore = null;
 }
 
@@ -247,6 +288,7 @@ function resolveRestart(
 
 function resolveStep(s: LadderState, ep: Episode, step: StepName, m: Map<string, CheckResult>, observed: Observed, now: number, p: LadderPolicy): StepResolution {
   if (step === 'restart-kubelet') return resolveRestart(s, ep, step, 'restart_kubelet', p.units.kubelet, observed, now, p);
+  if (step === 'reexec-systemd') return resolveReexec(s, observed, now, p);
   if (step === 'restart-runtime') {
     const runtime = chooseRuntime(observed.results);
     if (!runtime) return { kind: 'skip', action: null, reason: 'no container runtime (docker or containerd) found on this node' };
@@ -364,7 +406,7 @@ export function decide(state: LadderState, observed: Observed, now: number, p: L
       reason: `${r.reason}: ${r.message}`,
       triggers: [...problems],
       startedAt: now,
-      ladder: p.steps.slice(firstIdx),
+      ladder: ladderFor(p, firstIdx, observed.results),
       stepIndex: 0,
       phase: 'due',
       stepStartedAt: null,
@@ -425,6 +467,11 @@ export function decide(state: LadderState, observed: Observed, now: number, p: L
     );
   }
 
+  // PID 1 became the cause during an episode that started without it: reexec before what is left.
+  if (ep.stepIndex < ep.ladder.length && !ep.ladder.includes('reexec-systemd') && p.steps.includes('reexec-systemd') && pid1Cause(observed.results)) {
+    ep.ladder.splice(ep.stepIndex, 0, 'reexec-systemd');
+    events.push(`reexec-systemd added before ${ep.ladder[ep.stepIndex + 1]}: ${pid1Cause(observed.results)}`);
+  }
   for (;;) {
     const step = ep.ladder[ep.stepIndex];
     if (step === undefined) {
@@ -475,6 +522,7 @@ export function decide(state: LadderState, observed: Observed, now: number, p: L
     ep.judgeAt = null;
     if (ep.mode === 'enforce') {
       if (record.action === 'reboot') s.budgets.reboots.push(now);
+      else if (record.action === 'reexec_systemd') (s.budgets.reexecs ??= []).push(now);
       else if (record.unit) (s.budgets.restarts[record.unit] ??= []).push(now);
     }
     return out({ kind: 'act', action: record }, 'info', `${step}: ${record.action}${record.unit ? ` ${record.unit}` : ''}${ep.mode === 'dry-run' ? ' (dry-run)' : ''}`);
@@ -519,6 +567,7 @@ export function judgeInterrupted(a: ActionRecord, facts: UnitFacts | { error: st
     if (a.bootId && bootId && a.bootId !== bootId) return { ...base, result: 'success', detail: `the node rebooted (boot id ${a.bootId} -> ${bootId})` };
     return { ...base, result: 'failure', detail: 'the agent stopped before the drain-reboot request finished; the node did not reboot; not repeated' };
   }
+  if (a.step === 'reexec-systemd') return { ...base, result: 'failure', detail: 'the agent stopped while re-executing systemd; not repeated (the systemd check tells whether PID 1 answers)' };
   if (!facts || 'error' in facts) {
     return { ...base, result: 'failure', detail: `the agent stopped during the restart of ${a.unit}, and its state cannot be read (${facts && 'error' in facts ? facts.error : 'not asked'}); not repeated` };
   }

@@ -13,6 +13,7 @@ import { NEVER_TRIGGERS, remediationProblems } from './config.js';
 import { applyOutcome, decide, emptyState, judgeInterrupted, pauseActive, type Decision, type LadderPolicy } from './decide.js';
 import { LadderMetrics } from './metrics.js';
 import { readPause } from './pause.js';
+import { reexecSystemd } from './reexec.js';
 import { createRebootRequester } from './reboot-request.js';
 import { StateStore } from './state.js';
 import type { ActionOutcome, ActionRecord, ActionRecorder, DrainRebooter, LadderState, PauseState, Remediator, UnitFacts } from './types.js';
@@ -67,6 +68,7 @@ export function ladderPolicy(config: Config, pause: PauseState | null): LadderPo
     firstStep: r.firstStep,
     restartsPerHour: r.restartsPerHour,
     rebootsPerDay: r.rebootsPerDay,
+    reexecsPerDay: r.reexecsPerDay,
     allowRuntimeRestartWithoutLiveRestore: r.allowRuntimeRestartWithoutLiveRestore,
     units: { kubelet: unit('kubelet', 'kubelet'), docker: unit('docker', 'docker'), containerd: unit('containerd', 'containerd') },
     pause,
@@ -350,6 +352,20 @@ class LadderRemediator implements Remediator {
       const r = await this.rebooter.requestDrainReboot({ episodeId: a.episodeId, reason: a.reason, dryRun: a.mode === 'dry-run' });
       return at(r);
     }
+    if (a.step === 'reexec-systemd') {
+      // issue 15: see remediations/reexec.ts; the bus timeout and /proc view are the systemd check's.
+      if (a.mode === 'dry-run') return at({ result: 'dry_run', detail: 'dry-run: would run systemctl daemon-reexec (kill -s TERM 1 if the bus does not answer)' });
+      const sd: Record<string, unknown> = this.deps.config.checks.systemd ?? {};
+      const r = this.deps.config.remediation;
+      return at(
+        await reexecSystemd(this.deps.host, {
+          busTimeoutMs: parseDuration(typeof sd.timeout === 'string' ? sd.timeout : '10s'),
+          timeoutMs: this.commandTimeoutMs,
+          procPath: typeof sd.procPath === 'string' ? sd.procPath : '/proc',
+          ...(r.killStuckRuncAfter ? { killStuckRuncAfterMs: parseDuration(r.killStuckRuncAfter) } : {}),
+        }),
+      );
+    }
     if (!a.unit) return at({ result: 'skipped', detail: 'nothing to restart' });
     if (a.mode === 'dry-run') return at({ result: 'dry_run', detail: `dry-run: would run systemctl restart ${a.unit}` });
     return at(await restartUnit(this.deps.host, a.unit, { timeoutMs: this.commandTimeoutMs }));
@@ -391,6 +407,7 @@ class LadderRemediator implements Remediator {
       budgets: {
         restartsPerHour: { limit: policy.restartsPerHour, used: restartsUsed },
         rebootsPerDay: { limit: policy.rebootsPerDay, used: used(s.budgets.reboots, 86_400_000), noRebootBefore: iso(s.budgets.noRebootBefore) },
+        reexecsPerDay: { limit: policy.reexecsPerDay ?? 2, used: used(s.budgets.reexecs ?? [], 86_400_000) },
       },
       recentActions: s.actions
         .slice(-STATUS_ACTIONS)

@@ -72,6 +72,7 @@ const stateSchema = {
       properties: {
         restarts: { type: 'object', additionalProperties: { type: 'array', items: ms } },
         reboots: { type: 'array', items: ms },
+        reexecs: { type: 'array', items: ms },
         noRebootBefore: msOrNull,
       },
     },
@@ -107,7 +108,7 @@ const stateSchema = {
           id: { type: 'string' },
           episodeId: { type: 'string' },
           step,
-          action: { enum: ['restart_kubelet', 'restart_docker', 'restart_containerd', 'cordon', 'drain', 'reboot', 'uncordon', null] },
+          action: { enum: ['restart_kubelet', 'restart_docker', 'restart_containerd', 'reexec_systemd', 'cordon', 'drain', 'reboot', 'uncordon', null] },
           unit: { type: 'string' },
           mode,
           intentAt: ms,

@@ -5,6 +5,7 @@ export type ActionName =
   | 'restart_kubelet'
   | 'restart_docker'
   | 'restart_containerd'
+  | 'reexec_systemd'
   | 'cordon'
   | 'drain'
   | 'reboot'
@@ -173,6 +174,8 @@ export interface LadderState {
     restarts: Record<string, number[]>;
     /** When real reboot requests were made, within the last day. */
     reboots: number[];
+    /** When real re-executions of systemd were ordered, within the last day (absent in older state files). */
+    reexecs?: number[];
     /** No reboot request before this time (ms); set after a corrupt state file. */
     noRebootBefore: number | null;
   };

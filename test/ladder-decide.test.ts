@@ -772,12 +772,12 @@ t.test('judgeInterrupted: an intent without outcome is judged, never repeated', 
 });
 
 t.test('config cross-checks name the key path', async (t) => {
-  const checks = ['disk', 'load', 'pleg', 'kubelet', 'docker', 'containerd', 'systemd-version', 'node-ready', 'stuck-pods'];
+  const checks = ['disk', 'load', 'pleg', 'kubelet', 'docker', 'containerd', 'systemd-version', 'systemd', 'node-ready', 'stuck-pods'];
   t.same(remediationProblems(remediationDefaults, checks), []);
   const bad = { ...remediationDefaults, triggers: ['pleg', 'disk', 'nosuch'], firstStep: { docker: 'restart-runtime' as const, pleg: 'drain-reboot' as const }, steps: ['restart-kubelet' as const, 'restart-runtime' as const] };
   t.same(remediationProblems(bad, checks), [
     'remediation.triggers.1: "disk" cannot be a trigger (a restart cures none of disk, load, systemd-version)',
-    'remediation.triggers.2: no check named "nosuch" (checks: disk, load, pleg, kubelet, docker, containerd, systemd-version, node-ready, stuck-pods)',
+    'remediation.triggers.2: no check named "nosuch" (checks: disk, load, pleg, kubelet, docker, containerd, systemd-version, systemd, node-ready, stuck-pods)',
     'remediation.firstStep.docker: "docker" is not in remediation.triggers',
     'remediation.firstStep.pleg: step "drain-reboot" is not in remediation.steps (restart-kubelet, restart-runtime)',
   ]);

@@ -1,0 +1,204 @@
+import { formatDuration, parseDuration } from '../platform/duration.js';
+import type { CommandResult, Host } from '../platform/host.js';
+import { bugVerdict, scanStuckRunc, symptomLines, type BugVerdict, type StuckRunc } from './systemd-pid1.js';
+import { unknown, type BaseCheckOptions, type CheckDefinition, type Finding } from './types.js';
+
+/**
+ * Reasons this check reports:
+ * - `SystemdResponsive` (ok): PID 1 answered `systemctl show --property=Version` within `timeout`.
+ * - `SystemdNotAnswering` (unknown): it did not, on fewer than `failures` consecutive sweeps yet.
+ * - `SystemdUnresponsive` (problem): it did not on `failures` consecutive sweeps. Evidence: stuck runc
+ *   processes, the systemd version and whether it carries the sd-bus cookie overflow, journal lines
+ *   of the symptom. The `reexec-systemd` ladder step acts on it.
+ * - `NotInstalled` (unknown): no systemctl (or timeout) on the node.
+ * - `SystemctlFailed` (unknown): systemctl failed fast (no systemd as PID 1, the host prefix failed).
+ */
+export interface SystemdOptions extends BaseCheckOptions {
+  /** How long PID 1 has to answer one call. */
+  timeout: string;
+  /** Consecutive unanswered sweeps before `problem`: one slow answer under load is not a hang. */
+  failures: number;
+  /** runc processes older than this count as stuck (evidence; the optional kill after a reexec). */
+  stuckRuncAfter: string;
+  /**
+   * Where the node's processes are listed: `/proc` for the service and for a DaemonSet with hostPID;
+   * `/proc/<pid>/root/proc` reads another PID namespace's view (tests).
+   */
+  procPath: string;
+  /** Read recent journal lines of the symptom when PID 1 does not answer (journalctl needs no PID 1). */
+  journal: boolean;
+}
+
+export const systemdDefaults: SystemdOptions = {
+  enabled: true,
+  timeout: '10s',
+  failures: 2,
+  stuckRuncAfter: '10m',
+  procPath: '/proc',
+  journal: true,
+};
+
+/** timeout(1)'s grace between its SIGTERM and SIGKILL. */
+const KILL_AFTER_MS = 500;
+/** Budget for the evidence gathered when PID 1 does not answer (rpm, journal, /proc scan). */
+const EVIDENCE_MS = 5000;
+/** rpm's answer changes only with a package upgrade. */
+const RPM_RECHECK_MS = 10 * 60_000;
+const TIMEOUT_EXIT = new Set([124, 137]);
+
+/** How one call to PID 1 ended. */
+export type ProbeOutcome =
+  | { kind: 'answered'; version: string; ms: number }
+  | { kind: 'timeout'; ms: number }
+  | { kind: 'missing'; why: string }
+  | { kind: 'failed'; why: string };
+
+/** Reads a finished `timeout ... systemctl show --property=Version`. Pure. */
+export function probeOutcome(r: CommandResult, ms: number): ProbeOutcome {
+  if (r.timedOut || (r.exitCode !== undefined && TIMEOUT_EXIT.has(r.exitCode))) return { kind: 'timeout', ms };
+  if (r.notFound || r.exitCode === 127 || r.exitCode === 126) return { kind: 'missing', why: (r.stderr.trim().split('\n')[0] || `${r.argv[0]} not found`).slice(0, 300) };
+  const m = /^Version=(.*)$/m.exec(r.stdout);
+  if (r.exitCode === 0 && m) return { kind: 'answered', version: (m[1] ?? '').trim(), ms };
+  return { kind: 'failed', why: (r.stderr.trim().split('\n')[0] || r.error || `exit code ${String(r.exitCode)}`).slice(0, 300) };
+}
+
+/** Counts consecutive unanswered sweeps. Pure: the check keeps the returned state. */
+export function countFailures(previous: number, o: ProbeOutcome): number {
+  return o.kind === 'timeout' ? previous + 1 : o.kind === 'answered' ? 0 : previous;
+}
+
+export function describeStuck(s: StuckRunc | undefined): string {
+  if (!s) return '';
+  if (!s.count) return `no runc process older than ${formatDuration(s.olderThanSeconds * 1000)}`;
+  return `${s.count} runc process${s.count === 1 ? '' : 'es'} older than ${formatDuration(s.olderThanSeconds * 1000)} (oldest ${formatDuration(s.oldestSeconds * 1000)})`;
+}
+
+export const systemdCheck: CheckDefinition<SystemdOptions> = {
+  id: 'systemd',
+  defaults: systemdDefaults,
+  schema: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      enabled: { type: 'boolean' },
+      timeout: { type: 'string', format: 'duration' },
+      failures: { type: 'integer', minimum: 1 },
+      stuckRuncAfter: { type: 'string', format: 'duration' },
+      procPath: { type: 'string', pattern: '^/' },
+      journal: { type: 'boolean' },
+    },
+  },
+  // One call (timeout + timeout(1)'s grace + the backstop), then the evidence, then a margin.
+  runTimeoutMs: (o) => parseDuration(o.timeout) + KILL_AFTER_MS + 1000 + EVIDENCE_MS + 2000,
+  create(options, { host }) {
+    const timeoutMs = parseDuration(options.timeout);
+    const stuckAfterS = Math.round(parseDuration(options.stuckRuncAfter) / 1000);
+    let failures = 0;
+    let lastVersion: string | undefined;
+    let rpm: { text: string | undefined; at: number } | undefined;
+    // The previous call's process, if it outlived its bound: never start a second one beside it.
+    let inFlight: Promise<unknown> | undefined;
+
+    async function probe(): Promise<ProbeOutcome> {
+      const t0 = performance.now();
+      const ms = (): number => Math.round(performance.now() - t0);
+      if (inFlight) return { kind: 'timeout', ms: 0 };
+      // timeout(1) runs on the node's side of the host prefix, so systemctl itself is killed there:
+      // killing nsenter would leave it blocked on PID 1, holding our pipes (platform/systemd-unit.ts).
+      const call = host.run(['timeout', '-k', `${KILL_AFTER_MS / 1000}s`, `${timeoutMs / 1000}s`, 'systemctl', 'show', '--property=Version'], {
+        timeoutMs: timeoutMs + KILL_AFTER_MS + 1000,
+        killAfterMs: 500,
+        maxOutputBytes: 4096,
+      });
+      inFlight = call;
+      void call.finally(() => {
+        if (inFlight === call) inFlight = undefined;
+      });
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), timeoutMs + KILL_AFTER_MS + 3000);
+      });
+      const r = await Promise.race([call, late]).finally(() => clearTimeout(timer));
+      return r ? probeOutcome(r, ms()) : { kind: 'timeout', ms: ms() };
+    }
+
+    async function readRpm(): Promise<string | undefined> {
+      const now = host.clock.now();
+      if (rpm && now - rpm.at < RPM_RECHECK_MS) return rpm.text;
+      const r = await host.run(['timeout', '-k', '1s', '4s', 'rpm', '-q', 'systemd'], { timeoutMs: 6000, killAfterMs: 500, maxOutputBytes: 4096 });
+      const text = r.exitCode === 0 && /^systemd-/.test(r.stdout.trim()) ? r.stdout.trim() : undefined;
+      rpm = { text, at: now };
+      return text;
+    }
+
+    async function journalSymptoms(): Promise<string[] | { error: string }> {
+      const r = await host.run(['timeout', '-k', '1s', '4s', 'journalctl', '-q', '--no-pager', '-o', 'short-iso', '--since=-1h', '-n', '2000'], {
+        timeoutMs: 6000,
+        killAfterMs: 500,
+        maxOutputBytes: 512 * 1024,
+      });
+      if (r.exitCode !== 0 && !r.outputCapped) return { error: (r.stderr.trim().split('\n')[0] || r.error || `exit ${String(r.exitCode)}`).slice(0, 200) };
+      return symptomLines(r.stdout);
+    }
+
+    /** What the node shows besides PID 1's silence, each part bounded; missing parts say why. */
+    async function evidence(signal: AbortSignal, withJournal: boolean): Promise<Record<string, unknown>> {
+      const out: Record<string, unknown> = {};
+      const parts: Promise<void>[] = [
+        scanStuckRunc(host, options.procPath, stuckAfterS, signal).then(
+          (s) => void (out.stuckRunc = { count: s.count, olderThanSeconds: s.olderThanSeconds, oldestSeconds: s.oldestSeconds, sample: s.sample }),
+          (e: Error) => void (out.stuckRuncError = e.message),
+        ),
+        readRpm().then((text) => {
+          const verdict: BugVerdict = bugVerdict({ ...(text ? { rpm: text } : {}), ...(lastVersion ? { version: lastVersion } : {}) });
+          if (text) out.rpm = text;
+          out.bug = verdict;
+        }),
+      ];
+      if (withJournal && options.journal) {
+        parts.push(journalSymptoms().then((j) => void (Array.isArray(j) ? (out.journal = j) : (out.journalError = j.error))));
+      }
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.allSettled(parts), new Promise((r) => (timer = setTimeout(r, EVIDENCE_MS)))]).finally(() => clearTimeout(timer));
+      return out;
+    }
+
+    return {
+      id: 'systemd',
+      async run(signal): Promise<Finding> {
+        const o = await probe();
+        failures = countFailures(failures, o);
+        const base = { timeoutMs, failures, failuresNeeded: options.failures, procPath: options.procPath };
+        if (o.kind === 'missing') return unknown('NotInstalled', `cannot ask PID 1: ${o.why}`, base);
+        if (o.kind === 'failed') return unknown('SystemctlFailed', `systemctl show --property=Version failed: ${o.why}`, base);
+        if (o.kind === 'answered') {
+          lastVersion = o.version || lastVersion;
+          // The /proc scan is cheap (stat files only); it lets the ladder see runc piling up on an
+          // affected systemd while PID 1 still answers (PLEG plus stuck runc, remediations/README.md).
+          const stuck = await scanStuckRunc(host, options.procPath, stuckAfterS, signal).catch(() => undefined);
+          const ev: Record<string, unknown> = { ...base, version: o.version, answeredMs: o.ms };
+          if (stuck) ev.stuckRunc = { count: stuck.count, olderThanSeconds: stuck.olderThanSeconds, oldestSeconds: stuck.oldestSeconds, sample: stuck.sample };
+          if (stuck?.count) ev.bug = bugVerdict({ ...(await readRpm().then((text) => (text ? { rpm: text } : {}))), version: o.version });
+          const note = stuck?.count ? `; ${describeStuck(stuck)}` : '';
+          return { status: 'ok', reason: 'SystemdResponsive', message: `PID 1 (systemd ${o.version}) answered in ${formatDuration(o.ms)}${note}`, evidence: ev };
+        }
+        const ev: Record<string, unknown> = { ...base, ...(await evidence(signal, failures >= options.failures)) };
+        const stuck = ev.stuckRunc as StuckRunc | undefined;
+        const bug = ev.bug as BugVerdict | undefined;
+        const silent = `PID 1 (systemd) did not answer systemctl within ${formatDuration(timeoutMs)}`;
+        if (failures < options.failures) {
+          return unknown('SystemdNotAnswering', `${silent} (${failures} of ${options.failures} consecutive sweeps before it counts as unresponsive)`, ev);
+        }
+        const facts = [describeStuck(stuck), bug?.why].filter(Boolean).join('; ');
+        return {
+          status: 'problem',
+          reason: 'SystemdUnresponsive',
+          message:
+            `${silent} on ${failures} consecutive sweeps${facts ? `; ${facts}` : ''}: runc and kubelet calls to systemd hang and PLEG goes unhealthy; ` +
+            'restarting kubelet or the runtime does not help. Fix: systemctl daemon-reexec (or kill -TERM 1 when the bus does not answer), kill the stuck runc, upgrade systemd',
+          evidence: ev,
+        };
+      },
+    };
+  },
+};

@@ -76,6 +76,8 @@ export class Reflector<T extends Meta> {
   /** Settled after each attempt (list, watch start, poll), for readers waiting on an outcome. */
   private waiters: (() => void)[] = [];
   private readonly random: () => number;
+  /** 410s in a row without an event between: a server that 410s the version it just listed must not become a request loop. */
+  private gone = 0;
 
   constructor(
     private readonly api: KubeApi,
@@ -236,7 +238,8 @@ export class Reflector<T extends Meta> {
       }
       const closed = await this.listAndWatch();
       if (this.stopped) break;
-      if (closed === 'resume') continue;
+      if (closed === 'resume' && this.gone < 2) continue;
+      if (closed === 'resume') this.failures++;
       if (closed === 'fallback') continue;
       await this.sleep(this.backoffMs());
     }
@@ -278,7 +281,10 @@ export class Reflector<T extends Meta> {
         },
         (err) => {
           this.connected = false;
-          if (err && err.status === 410) this.rv = '';
+          if (err && err.status === 410) {
+            this.rv = '';
+            this.gone++;
+          }
           if (err && err.status !== 410) this.fail(err);
           // A watch the server ends at once, with nothing in it, must not become a request loop (client-go: "very short watch").
           const short = !err && events === 0 && performance.now() - startedAt < 1000;
@@ -290,6 +296,7 @@ export class Reflector<T extends Meta> {
       this.endWatch = undefined;
       if (e instanceof KubeApiError && e.status === 410) {
         this.rv = '';
+        this.gone++;
         this.settle();
         return 'resume';
       }
@@ -345,6 +352,7 @@ export class Reflector<T extends Meta> {
         this.connected = false;
         if (o.code === 410) {
           this.rv = '';
+          this.gone++;
           ended('resume');
         } else {
           this.fail(new KubeApiError(`watch ${this.resource} (${this.fieldSelector})`, o.code ?? 0, o.reason ?? 'Error', o.message ?? ''));
@@ -355,6 +363,7 @@ export class Reflector<T extends Meta> {
     }
     const rv = o.metadata?.resourceVersion;
     if (rv) this.rv = rv;
+    this.gone = 0;
     if (ev.type !== 'BOOKMARK') this.opts.onChange?.();
   }
 }

@@ -208,7 +208,7 @@ export class WatchHub {
 
   /**
    * Forgets the history of `resource` (all when omitted), as etcd compaction does: a watch resuming
-   * from any version before now gets 410 Gone. With `sendGone`, open watches also get the ERROR
+   * from any version before the latest gets 410 Gone (from the latest, nothing is missing). With `sendGone`, open watches also get the ERROR
    * event and end, which is what a watcher that fell behind sees.
    */
   expire(resource?: string, sendGone = false): void {
@@ -216,12 +216,12 @@ export class WatchHub {
     for (const name of this.resources.keys()) {
       if (resource && name !== resource) continue;
       this.history.set(name, []);
-      this.compactedRv.set(name, rv + 1);
+      this.compactedRv.set(name, rv);
     }
     if (!sendGone) return;
     for (const w of [...this.open]) {
       if (resource && w.resource !== resource) continue;
-      const status = { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', reason: 'Expired', code: 410, message: `too old resource version: ${w.sentRv} (${rv + 1})` };
+      const status = { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', reason: 'Expired', code: 410, message: `too old resource version: ${w.sentRv} (${rv})` };
       w.res.write(`${JSON.stringify({ type: 'ERROR', object: status })}\n`);
       this.close(w);
     }

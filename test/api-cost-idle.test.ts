@@ -12,25 +12,29 @@ import { nodeWithReady } from './fake-apiserver/pod-states.js';
 import { costPerAgent, populateNode, startFleetAgent, type FleetAgent } from './helpers/api-cost.js';
 
 const AGENTS = 6;
-const WINDOW_MS = 10 * 60_000;
+// NODEMEDIC_API_COST_WINDOW_MS shortens the window for a smoke run of the test itself; the suite runs 10 minutes.
+const WINDOW_MS = Number(process.env.NODEMEDIC_API_COST_WINDOW_MS) || 10 * 60_000;
+// The runner's per-file limit (.taprc) is shorter than this test: it is the suite's one long test.
+t.setTimeout(WINDOW_MS + 10 * 60_000);
 
 interface Status {
   results: { check: string; status: string; reason: string }[];
   clusterView: { resource: string; mode: string; state: string }[];
 }
 
-t.test('idle fleet: ten minutes, at most 3 Node status writes and 10 non-watch requests per agent', { timeout: WINDOW_MS + 5 * 60_000 }, async (t) => {
+t.test('idle fleet: ten minutes, at most 3 Node status writes and 10 non-watch requests per agent', { timeout: WINDOW_MS + 9 * 60_000 }, async (t) => {
   const { fake, kubeconfig } = await startFakeCluster(t);
   const nodes = Array.from({ length: AGENTS }, (_, i) => `idle-${i}`);
   for (const n of nodes) populateNode(fake, n, 10);
   const agents: FleetAgent[] = [];
   t.teardown(() => Promise.all(agents.map((a) => a.stop())));
   const started = new Map<string, number>();
-  // One at a time: on a loaded machine a simultaneous start only measures the scheduler.
-  for (const n of nodes) {
-    started.set(n, Date.now());
-    agents.push(await startFleetAgent(n, kubeconfig));
-  }
+  await Promise.all(
+    nodes.map(async (n) => {
+      started.set(n, Date.now());
+      agents.push(await startFleetAgent(n, kubeconfig));
+    }),
+  );
   const status = async (a: FleetAgent): Promise<Status> => (await (await fetch(`${a.url}/status`)).json()) as Status;
 
   // Ten minutes from the last start: every agent has run at least that long.
@@ -45,7 +49,7 @@ t.test('idle fleet: ten minutes, at most 3 Node status writes and 10 non-watch r
       checked++;
     }
   }
-  t.ok(checked >= AGENTS * 9, `every check ok in ${checked} samples`);
+  t.ok(checked >= AGENTS * Math.floor(WINDOW_MS / 60_000 - 1), `every check ok in ${checked} samples`);
 
   const { agents: costs, unattributed } = costPerAgent(fake.requests, nodes);
   t.same(unattributed.map((r) => `${r.method} ${r.path}`), [], 'every request is attributed to an agent');

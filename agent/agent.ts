@@ -5,6 +5,7 @@ import { CHECK_DEFINITIONS } from '../checks/index.js';
 import type { CheckDefinition, CheckResult } from '../checks/types.js';
 import { createRemediator } from '../remediations/index.js';
 import { lazyKubeAccess } from '../platform/kube-client.js';
+import { clusterViewStatus } from '../platform/kube-watch.js';
 import { createKubernetesIntegration, type KubernetesIntegration } from '../remediations/kubernetes/index.js';
 import type { DrainRebooter, Remediator } from '../remediations/types.js';
 import { ClockStepDetector, monotonicNow, systemClock, type Clock } from '../platform/clock.js';
@@ -554,6 +555,8 @@ export class Agent extends EventEmitter<AgentEvents> {
         clockSteps: this.clockSteps,
         stateDirLock: this.lock?.address ?? null,
       },
+      // How the cluster-view checks follow the API: watching, or polling and why (platform/kube-watch.ts).
+      clusterView: clusterViewStatus(),
     };
   }
 

@@ -40,6 +40,8 @@ export interface Config {
   kubernetes: {
     /** A kubeconfig file; empty: in-cluster config when running in a pod, else no Kubernetes access. */
     kubeconfig: string;
+    /** Node conditions are re-sent unchanged this often (else only on a status or reason change); 1m to 1h. */
+    conditionHeartbeat: string;
   };
 }
 
@@ -62,7 +64,7 @@ export function defaultConfig(): Config {
     log: { level: 'info' },
     checks,
     remediation: structuredClone(remediationDefaults),
-    kubernetes: { kubeconfig: '' },
+    kubernetes: { kubeconfig: '', conditionHeartbeat: '5m' },
   };
 }
 
@@ -92,7 +94,7 @@ function rootSchema(): Record<string, unknown> {
       kubernetes: {
         type: 'object',
         additionalProperties: false,
-        properties: { kubeconfig: { type: 'string' } },
+        properties: { kubeconfig: { type: 'string' }, conditionHeartbeat: { type: 'string', format: 'duration' } },
       },
     },
   };
@@ -231,6 +233,10 @@ export function resolveConfig(user: unknown, source = '(inline)'): Config {
   const cfg = merged as Config;
   // Rules across keys, which a schema cannot say (a trigger must be a check that a restart can cure).
   const crossKey = remediationProblems(cfg.remediation, CHECK_DEFINITIONS.map((d) => d.id));
+  // The heartbeat's range: under a minute is the write-every-sweep load it exists to avoid; over an hour, a
+  // stale condition looks alive for too long.
+  const hb = parseDuration(cfg.kubernetes.conditionHeartbeat);
+  if (hb < 60_000 || hb > 3_600_000) crossKey.push(`kubernetes.conditionHeartbeat: must be between 1m and 1h, got ${JSON.stringify(cfg.kubernetes.conditionHeartbeat)}`);
   if (crossKey.length) throw new ConfigError(source, crossKey);
   // In a DaemonSet the downward API's spec.nodeName is the truth; the host name may differ from the Node's name.
   if (!cfg.nodeName) cfg.nodeName = process.env.NODEMEDIC_NODE_NAME || hostname();

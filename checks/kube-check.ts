@@ -4,7 +4,8 @@
  * says nothing about this node: every API failure is `unknown`, never `problem`.
  */
 import { formatDuration } from '../platform/duration.js';
-import { KubeApiError, type KubeAccessSource, type KubeApi } from '../platform/kube-client.js';
+import { KubeApiError, type KubeAccessSource, type KubeApi, type WatchResource } from '../platform/kube-client.js';
+import { acquireReflector, releaseReflector, type Meta, type Reflector } from '../platform/kube-watch.js';
 import { unknown, type Finding } from './types.js';
 
 /** Reasons a cluster-view check reports when it could not ask the API. */
@@ -96,4 +97,35 @@ export function timeMs(v: Date | string | undefined | null): number | undefined 
 export function isoTime(v: Date | string | undefined | null): string | undefined {
   const t = timeMs(v);
   return t === undefined ? undefined : new Date(t).toISOString();
+}
+
+/**
+ * A check's handle on the shared list-then-watch cache of one collection (platform/kube-watch.ts):
+ * acquired on first use with the API the check was given, released by the check's `stop`. A read
+ * returns the cached objects, or throws the API failure that keeps the cache from being current.
+ */
+export function clusterCache<T extends Meta>(resource: WatchResource, fieldSelector: string): { read(api: KubeApi, signal: AbortSignal): Promise<T[]>; release(): Promise<void> } {
+  let held: { api: KubeApi; r: Reflector<T> } | undefined;
+  return {
+    read(api, signal) {
+      if (held && held.api !== api) void releaseReflector(held.api, held.r);
+      if (!held || held.api !== api) held = { api, r: acquireReflector<T>(api, resource, fieldSelector) };
+      return held.r.read(signal);
+    },
+    async release() {
+      const h = held;
+      held = undefined;
+      if (h) await releaseReflector(h.api, h.r);
+    },
+  };
+}
+
+/**
+ * Connects ahead (see `preconnect`) and starts `caches` filling, so the first sweep reads a warm
+ * cache; failures are left for `run` to report.
+ */
+export async function warmUp(kube: KubeAccessSource | undefined, caches: readonly { read(api: KubeApi, signal: AbortSignal): Promise<unknown> }[]): Promise<void> {
+  const access = await kube?.get().catch(() => undefined);
+  if (!access) return;
+  for (const c of caches) void c.read(access.api, new AbortController().signal).catch(() => undefined);
 }

@@ -6,8 +6,7 @@
  */
 import type { V1Node, V1NodeCondition } from '@kubernetes/client-node';
 import { formatDuration, parseDuration } from '../platform/duration.js';
-import { isStatus } from '../platform/kube-client.js';
-import { isoTime, preconnect, timeMs, withKubeApi } from './kube-check.js';
+import { clusterCache, isoTime, timeMs, warmUp, withKubeApi } from './kube-check.js';
 import { unknown, type BaseCheckOptions, type CheckDefinition, type Finding } from './types.js';
 
 export interface NodeReadyOptions extends BaseCheckOptions {
@@ -98,21 +97,20 @@ export const nodeReadyCheck: CheckDefinition<NodeReadyOptions> = {
     const notReadyForMs = parseDuration(options.notReadyFor);
     const timeoutMs = parseDuration(options.timeout);
     let firstSeenNotReady: number | undefined;
+    // This node's Node, listed once and then watched (platform/kube-watch.ts): a run reads the cache
+    // instead of GETting the Node every sweep.
+    const cache = clusterCache<V1Node>('nodes', `metadata.name=${nodeName}`);
     return {
       id: 'node-ready',
-      // Connect before the first sweep: loading client-node can take seconds on a busy node, which
-      // must not count against the first run's timeout.
-      start: () => preconnect(kube),
+      // Connect and start watching before the first sweep: loading client-node can take seconds on a
+      // busy node, which must not count against the first run's timeout.
+      start: () => warmUp(kube, [cache]),
+      stop: () => cache.release(),
       run(signal): Promise<Finding> {
         return withKubeApi(kube, { timeoutMs, signal, what: `get node ${nodeName}` }, async (api) => {
-          let node: V1Node;
-          try {
-            node = await api.getNode(nodeName);
-          } catch (e) {
-            if (isStatus(e, 404)) {
-              return unknown('NodeNotFound', `the API has no Node named ${nodeName} (is nodeName right? has the kubelet registered?)`, { node: nodeName });
-            }
-            throw e;
+          const node = (await cache.read(api, signal)).find((n) => n.metadata?.name === nodeName);
+          if (!node) {
+            return unknown('NodeNotFound', `the API has no Node named ${nodeName} (is nodeName right? has the kubelet registered?)`, { node: nodeName });
           }
           const now = host.clock.now();
           const ready = node.status?.conditions?.find((c) => c.type === 'Ready');

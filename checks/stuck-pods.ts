@@ -5,7 +5,7 @@
  */
 import type { V1Pod } from '@kubernetes/client-node';
 import { parseDuration } from '../platform/duration.js';
-import { preconnect, withKubeApi } from './kube-check.js';
+import { clusterCache, warmUp, withKubeApi } from './kube-check.js';
 import { assessPods, podsNeedingEvents, type PodEvents } from './pod-stuck.js';
 import type { BaseCheckOptions, CheckDefinition, Finding } from './types.js';
 
@@ -16,6 +16,12 @@ export interface StuckPodsOptions extends BaseCheckOptions {
   stuckStartingAfter: string;
   /** How long the API may take to answer all of one run's calls; then `unknown` (`ApiTimeout`). */
   timeout: string;
+}
+
+/** The order a LIST returns (namespace, then name), so that equal-age entries keep the order they had when this check listed. */
+function byName(a: V1Pod, b: V1Pod): number {
+  const k = (p: V1Pod): string => `${p.metadata?.namespace ?? ''}/${p.metadata?.name ?? ''}`;
+  return k(a).localeCompare(k(b));
 }
 
 export const stuckPodsCheck: CheckDefinition<StuckPodsOptions> = {
@@ -38,19 +44,24 @@ export const stuckPodsCheck: CheckDefinition<StuckPodsOptions> = {
   create(options, { host, nodeName, kube }) {
     const thresholds = { terminatingAfterMs: parseDuration(options.stuckTerminatingAfter), startingAfterMs: parseDuration(options.stuckStartingAfter) };
     const timeoutMs = parseDuration(options.timeout);
+    // This node's pods, listed once and then watched (platform/kube-watch.ts), instead of two LISTs
+    // every sweep. Pods nominated for this node (waiting for a preemption) are not bound yet; they are
+    // followed too so that they show as excluded rather than vanish from the picture.
+    const boundCache = clusterCache<V1Pod>('pods', `spec.nodeName=${nodeName}`);
+    const nominatedCache = clusterCache<V1Pod>('pods', `status.nominatedNodeName=${nodeName}`);
     return {
       id: 'stuck-pods',
-      // Connect before the first sweep: loading client-node can take seconds on a busy node, which
-      // must not count against the first run's timeout.
-      start: () => preconnect(kube),
+      // Connect and start watching before the first sweep: loading client-node can take seconds on a
+      // busy node, which must not count against the first run's timeout.
+      start: () => warmUp(kube, [boundCache, nominatedCache]),
+      stop: async () => {
+        await Promise.all([boundCache.release(), nominatedCache.release()]);
+      },
       run(signal): Promise<Finding> {
         return withKubeApi(kube, { timeoutMs, signal, what: `list pods of node ${nodeName}` }, async (api) => {
-          // Pods nominated for this node (waiting for a preemption) are not bound yet; listed so that they
-          // show as excluded rather than vanish from the picture.
-          const [bound, nominated] = await Promise.all([
-            api.listPods(`spec.nodeName=${nodeName}`, { cached: true }),
-            api.listPods(`status.nominatedNodeName=${nodeName}`, { cached: true }),
-          ]);
+          const [bound, nominated] = await Promise.all([boundCache.read(api, signal), nominatedCache.read(api, signal)]);
+          bound.sort(byName);
+          nominated.sort(byName);
           const seen = new Set<string>();
           const pods: V1Pod[] = [];
           for (const p of [...bound, ...nominated]) {
@@ -72,6 +83,7 @@ export const stuckPodsCheck: CheckDefinition<StuckPodsOptions> = {
               }
             }),
           );
+          // Events are read only for the pods that need them (a stuck start that might be a volume wait): none at idle.
           return assessPods(nodeName, pods, events, now, thresholds);
         });
       },

@@ -34,6 +34,31 @@ export interface ListOptions {
   cached?: boolean;
 }
 
+/** Collections the cluster view follows with list-then-watch (platform/kube-watch.ts). */
+export type WatchResource = 'nodes' | 'pods';
+
+/** One watch event as the server sent it, the object converted like the typed calls' results. */
+export interface WatchEvent {
+  type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
+  /** A V1Node / V1Pod; a bookmark's has only `metadata.resourceVersion`; an ERROR's is a Status. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  object: any;
+}
+
+export interface WatchOptions {
+  fieldSelector: string;
+  /** Resume after this version (the list's, or the last event's). */
+  resourceVersion: string;
+  /** The server ends the watch after this long; the caller starts a new one. */
+  timeoutSeconds: number;
+  allowWatchBookmarks?: boolean;
+}
+
+/** An open watch. */
+export interface WatchHandle {
+  stop(): void;
+}
+
 /** The calls nodemedic makes; every one has a timeout and throws only `KubeApiError`. */
 export interface KubeApi {
   /** The API server URL, for logs. */
@@ -56,6 +81,19 @@ export interface KubeApi {
   /** PUT; the lease's `metadata.resourceVersion` makes it conditional (409 when stale). */
   replaceLease(namespace: string, name: string, lease: V1Lease): Promise<V1Lease>;
   createEvent(namespace: string, event: CoreV1Event): Promise<void>;
+  /**
+   * All objects of `resource` matching a field selector, following `continue` pages, with the
+   * resourceVersion of the list to start a watch from. Served from the API server's watch cache
+   * (`resourceVersion=0`), as client-go's reflector lists.
+   */
+  listForWatch(resource: WatchResource, fieldSelector: string): Promise<{ items: object[]; resourceVersion: string }>;
+  /**
+   * Opens a watch (client-node's Watch). Resolves once the server answered 200 (the watch is open),
+   * rejects with a KubeApiError when it answered otherwise or not within the request timeout.
+   * `onClose` is called once when an open watch ends: undefined for a normal end (timeoutSeconds,
+   * the server closing), else the error.
+   */
+  watch(resource: WatchResource, opts: WatchOptions, onEvent: (e: WatchEvent) => void, onClose: (err?: KubeApiError) => void): Promise<WatchHandle>;
   /** Events of one namespace matching a field selector (e.g. `involvedObject.kind=Pod,involvedObject.name=x`), following `continue` pages. */
   listEvents(namespace: string, fieldSelector: string): Promise<CoreV1Event[]>;
 }
@@ -96,6 +134,8 @@ export async function connectKubernetes(kubeconfig: string, opts: ConnectOptions
     return undefined;
   }
   const k8s = await import('@kubernetes/client-node');
+  // Not re-exported by the package index; the typed calls use it to turn JSON into V1Node/V1Pod (Dates).
+  const { ObjectSerializer } = await import('@kubernetes/client-node/dist/gen/models/ObjectSerializer.js');
   const kc = new k8s.KubeConfig();
   try {
     if (kubeconfig) kc.loadFromFile(kubeconfig);
@@ -124,6 +164,13 @@ export async function connectKubernetes(kubeconfig: string, opts: ConnectOptions
     ],
   });
   const core = new k8s.CoreV1Api(configuration);
+  // client-node's Watch reads only the cluster and the fetch options of a KubeConfig; `timeout` (node-fetch)
+  // bounds the wait for the response headers, which Watch itself does not (a stuck server would hold it forever).
+  const watchConfig = Object.create(kc) as typeof kc;
+  watchConfig.applyToFetchOptions = async (o) => ({ ...(await kc.applyToFetchOptions(o)), timeout: timeoutMs }) as Awaited<ReturnType<typeof kc.applyToFetchOptions>>;
+  const watcher = new k8s.Watch(watchConfig);
+  const typeOf: Record<WatchResource, string> = { nodes: 'V1Node', pods: 'V1Pod' };
+  const pathOf: Record<WatchResource, string> = { nodes: '/api/v1/nodes', pods: '/api/v1/pods' };
   const coordination = new k8s.CoordinationV1Api(configuration);
   const smp = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.StrategicMergePatch);
   const pageSize = opts.pageSize ?? 500;
@@ -188,6 +235,58 @@ export async function connectKubernetes(kubeconfig: string, opts: ConnectOptions
     replaceLease: (namespace, name, body) => call(`update lease ${namespace}/${name}`, () => coordination.replaceNamespacedLease({ namespace, name, body })),
     async createEvent(namespace, body) {
       await call(`create event ${body.reason ?? ''}`, () => core.createNamespacedEvent({ namespace, body }));
+    },
+    async listForWatch(resource, fieldSelector) {
+      const out: object[] = [];
+      let cont: string | undefined;
+      let resourceVersion = '';
+      do {
+        const from = cont ? { _continue: cont } : { resourceVersion: '0' };
+        const args = { fieldSelector, limit: pageSize, ...from };
+        const page: { items: object[]; metadata?: { resourceVersion?: string; _continue?: string } } = await call(`list ${resource} (${fieldSelector})`, () =>
+          resource === 'nodes' ? core.listNode(args) : (core.listPodForAllNamespaces(args) as Promise<{ items: object[] }>),
+        );
+        out.push(...page.items);
+        resourceVersion = page.metadata?.resourceVersion ?? '';
+        cont = page.metadata?._continue || undefined;
+      } while (cont);
+      return { items: out, resourceVersion };
+    },
+    async watch(resource, opts, onEvent, onClose) {
+      const op = `watch ${resource} (${opts.fieldSelector})`;
+      let opened = false;
+      let failed: KubeApiError | undefined;
+      let closed = false;
+      const query = {
+        fieldSelector: opts.fieldSelector,
+        resourceVersion: opts.resourceVersion,
+        timeoutSeconds: opts.timeoutSeconds,
+        ...(opts.allowWatchBookmarks ? { allowWatchBookmarks: true } : {}),
+      };
+      const controller = await watcher.watch(
+        pathOf[resource],
+        query,
+        (type, object) => {
+          if (closed) return;
+          const obj = type === 'ADDED' || type === 'MODIFIED' || type === 'DELETED' ? ObjectSerializer.deserialize(object, typeOf[resource], '') : object;
+          onEvent({ type: type as WatchEvent['type'], object: obj });
+        },
+        (err: unknown) => {
+          if (closed) return;
+          closed = true;
+          const e = err ? toWatchError(op, err, timeoutMs) : undefined;
+          if (opened) onClose(e);
+          else failed = e ?? new KubeApiError(op, 0, 'RequestFailed', 'the watch ended before it was established');
+        },
+      );
+      if (failed) throw failed;
+      opened = true;
+      return {
+        stop() {
+          closed = true;
+          controller.abort();
+        },
+      };
     },
     async listEvents(namespace, fieldSelector) {
       const out: CoreV1Event[] = [];
@@ -292,7 +391,17 @@ function toKubeError(op: string, e: unknown, timeoutMs: number): KubeApiError {
   return new KubeApiError(op, 0, code || 'RequestFailed', err.message ?? String(e));
 }
 
+/** Watch's errors: an Error with `statusCode` for a non-200 answer (the Status body is not kept), else transport errors. */
+function toWatchError(op: string, e: unknown, timeoutMs: number): KubeApiError {
+  const err = e as { statusCode?: unknown; type?: string; code?: unknown; message?: string; name?: string };
+  if (typeof err.statusCode === 'number') return new KubeApiError(op, err.statusCode, statusText(err.statusCode), err.message ?? '');
+  if (err.type === 'request-timeout') return new KubeApiError(op, 0, 'Timeout', `no answer within ${timeoutMs}ms`);
+  if (err.name === 'AbortError') return new KubeApiError(op, 0, 'Aborted', 'the watch was stopped');
+  const code = typeof err.code === 'string' ? err.code : '';
+  return new KubeApiError(op, 0, code || 'RequestFailed', err.message ?? String(e));
+}
+
 function statusText(code: number): string {
-  const t: Record<number, string> = { 400: 'BadRequest', 401: 'Unauthorized', 403: 'Forbidden', 404: 'NotFound', 409: 'Conflict', 410: 'Expired', 415: 'UnsupportedMediaType', 422: 'Invalid', 429: 'TooManyRequests', 500: 'InternalError', 503: 'ServiceUnavailable' };
+  const t: Record<number, string> = { 400: 'BadRequest', 401: 'Unauthorized', 403: 'Forbidden', 404: 'NotFound', 409: 'Conflict', 405: 'MethodNotAllowed', 410: 'Expired', 415: 'UnsupportedMediaType', 422: 'Invalid', 429: 'TooManyRequests', 500: 'InternalError', 503: 'ServiceUnavailable' };
   return t[code] ?? `HTTP${code}`;
 }

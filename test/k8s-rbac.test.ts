@@ -1,6 +1,7 @@
 /**
- * systemd-units/kubernetes: the RBAC manifest is the least that works (every request of a full
- * drain-reboot, recovery and the operator operations is allowed by it, and every rule is used), and
+ * systemd-units/kubernetes: the RBAC manifest is the least that works (every request of the
+ * cluster-view checks' lists and watches, a full drain-reboot, recovery and the operator operations
+ * is allowed by it, and every rule is used), and
  * make-kubeconfig.sh produces a kubeconfig that works with the real client against the fake.
  */
 import { execFile } from 'node:child_process';
@@ -9,7 +10,12 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { parseAllDocuments } from 'yaml';
-import { connectKubernetes } from '../platform/kube-client.js';
+import { pino } from 'pino';
+import { nodeReadyCheck } from '../checks/node-ready.js';
+import { stuckPodsCheck } from '../checks/stuck-pods.js';
+import { connectKubernetes, lazyKubeAccess } from '../platform/kube-client.js';
+import { RealHost } from '../platform/host.js';
+import { creatingPod } from './fake-apiserver/pod-states.js';
 import { cordon, uncordon } from '../remediations/kubernetes/cordon.js';
 import { makeNode, makePod } from './fake-apiserver/fixtures.js';
 import { agentlet, result, startCluster, until } from './fake-apiserver/harness.js';
@@ -56,7 +62,8 @@ function attributes(r: RequestRecord): { verb: string; group: string; resource: 
   }
   const resource = parts.length >= 3 ? `${parts[0]}/${parts[2]}` : parts[0]!;
   const named = parts.length >= 2;
-  const verb = { GET: named ? 'get' : 'list', POST: 'create', PUT: 'update', PATCH: 'patch', DELETE: 'delete' }[r.method] ?? r.method;
+  const watch = r.method === 'GET' && ['true', '1'].includes(r.query.get('watch') ?? '');
+  const verb = watch ? 'watch' : ({ GET: named ? 'get' : 'list', POST: 'create', PUT: 'update', PATCH: 'patch', DELETE: 'delete' }[r.method] ?? r.method);
   return { verb, group, resource, namespace };
 }
 
@@ -68,6 +75,13 @@ t.test('the RBAC manifest allows every request nodemedic makes, and no rule is u
   c.fake.addPod(makePod({ name: 'done', node: SELF, kind: 'Job', phase: 'Failed' }));
   c.fake.addPod(makePod({ name: 'ds', node: SELF, kind: 'DaemonSet' }));
   c.fake.pdbs = [{ namespace: 'default', name: 'db', matchLabels: { app: 'db' }, blockedUntil: Date.now() + 300 }];
+  // The cluster-view checks (on worker-2, whose pod has not started for an hour, so its events are read).
+  c.fake.addPod(creatingPod({ name: 'stuck', node: 'worker-2', now: Date.now(), scheduledAgoMs: 3600_000 }));
+  const kube = lazyKubeAccess(c.kubeconfig);
+  const deps = { host: new RealHost(), logger: pino({ level: 'silent' }), nodeName: 'worker-2', kube };
+  const views = [nodeReadyCheck.create(nodeReadyCheck.defaults, deps), stuckPodsCheck.create(stuckPodsCheck.defaults, deps)];
+  for (const v of views) t.notMatch(await v.run(new AbortController().signal), { status: 'unknown' }, `${v.id} ran`);
+  await Promise.all(views.map((v) => v.stop?.()));
   // The agent: conditions, a drain-reboot, the boot, recovery.
   const a = agentlet(c, SELF);
   await a.controller.afterSweep([result('kubelet', 'problem', 'KubeletDown')]);

@@ -1,7 +1,8 @@
 /**
  * The `node-ready` check against the fake API server (real client-node, real kubeconfig), time from a
  * ManualClock; and the ladder's decision fed with its results: an unreachable control plane never
- * starts an episode, a node really NotReady does.
+ * starts an episode, a node really NotReady does. The check follows the Node by watch: after changing
+ * it, a test waits until the check's cache has caught up (`caughtUp`) before running the check.
  */
 import { pino } from 'pino';
 import t from 'tap';
@@ -15,7 +16,9 @@ import { decide, emptyState } from '../remediations/decide.js';
 import { ladderPolicy } from '../remediations/index.js';
 import { lazyKubeAccess } from '../platform/kube-client.js';
 import { nodeWithReady, startFakeCluster, terminatingPod } from './fake-apiserver/pod-states.js';
+import { until } from './fake-apiserver/harness.js';
 import type { FakeApiServer } from './fake-apiserver/server.js';
+import { caughtUp, watchesLost } from './helpers/cluster-view.js';
 
 const NODE = 'worker-7';
 const T0 = Date.parse('2026-11-27T10:00:00Z');
@@ -34,14 +37,15 @@ async function setup(t: Tap.Test) {
   return { fake, clock, deps, check, run, kubeconfig };
 }
 
-function setNode(fake: FakeApiServer, node: ReturnType<typeof nodeWithReady>): void {
+async function setNode(fake: FakeApiServer, node: ReturnType<typeof nodeWithReady>): Promise<void> {
   if (fake.nodes.has(node.metadata.name)) fake.updateNode(node.metadata.name, (n) => (n.status = node.status));
   else fake.addNode(node);
+  await caughtUp(fake);
 }
 
 t.test('Ready True: ok, with the pressure conditions in the evidence', async (t) => {
   const { fake, run } = await setup(t);
-  setNode(fake, nodeWithReady(NODE, { now: T0, status: 'True', sinceAgoMs: 3 * 3600_000 }));
+  await setNode(fake, nodeWithReady(NODE, { now: T0, status: 'True', sinceAgoMs: 3 * 3600_000 }));
   const f = await run();
   t.match(f, { status: 'ok', reason: 'NodeReady', message: 'node worker-7 is Ready' });
   t.match(f.evidence, {
@@ -54,13 +58,13 @@ t.test('Ready True: ok, with the pressure conditions in the evidence', async (t)
       NetworkUnavailable: { status: 'False', reason: 'RouteCreated' },
     },
   });
-  setNode(fake, nodeWithReady(NODE, { now: T0, status: 'True', sinceAgoMs: 3 * 3600_000, pressure: { DiskPressure: true } }));
+  await setNode(fake, nodeWithReady(NODE, { now: T0, status: 'True', sinceAgoMs: 3 * 3600_000, pressure: { DiskPressure: true } }));
   t.match(await run(), { status: 'ok', message: 'node worker-7 is Ready; also DiskPressure', evidence: { conditions: { DiskPressure: { status: 'True', reason: 'KubeletHasDiskPressure' } } } });
 });
 
 t.test('Ready False (the kubelet says why) is a problem only after notReadyFor', async (t) => {
   const { fake, clock, run, check } = await setup(t);
-  setNode(fake, nodeWithReady(NODE, { now: T0, status: 'False', sinceAgoMs: 0, pressure: { PIDPressure: true } }));
+  await setNode(fake, nodeWithReady(NODE, { now: T0, status: 'False', sinceAgoMs: 0, pressure: { PIDPressure: true } }));
   clock.set(T0 + 59_000);
   t.match(await run(), { status: 'ok', reason: 'NotReadyWithinGrace', message: /Ready is False for 59s \(KubeletNotReady: PLEG is not healthy: .*\); also PIDPressure; a problem once it lasts 1m/ });
   clock.set(T0 + MIN);
@@ -74,13 +78,13 @@ t.test('Ready False (the kubelet says why) is a problem only after notReadyFor',
   t.match(await check({ notReadyFor: '5m' }).run(new AbortController().signal), { status: 'ok', reason: 'NotReadyWithinGrace' }, 'notReadyFor is configurable');
 
   // Ready again: ok at once.
-  setNode(fake, nodeWithReady(NODE, { now: T0 + MIN, status: 'True', sinceAgoMs: 0 }));
+  await setNode(fake, nodeWithReady(NODE, { now: T0 + MIN, status: 'True', sinceAgoMs: 0 }));
   t.match(await run(), { status: 'ok', reason: 'NodeReady' });
 });
 
 t.test('Ready Unknown (the kubelet stopped posting status) likewise; an old transition is a problem at once', async (t) => {
   const { fake, run } = await setup(t);
-  setNode(fake, nodeWithReady(NODE, { now: T0, status: 'Unknown', sinceAgoMs: 10 * MIN }));
+  await setNode(fake, nodeWithReady(NODE, { now: T0, status: 'Unknown', sinceAgoMs: 10 * MIN }));
   const f = await run();
   t.match(f, { status: 'problem', reason: 'NodeNotReady', message: /Ready is Unknown for 10m \(NodeStatusUnknown: Kubelet stopped posting node status\.\)/ });
   t.match(f.evidence, { conditions: { MemoryPressure: { status: 'Unknown', reason: 'NodeStatusUnknown' } } });
@@ -90,7 +94,7 @@ t.test('a Ready condition without lastTransitionTime counts from when this agent
   const { fake, clock, run } = await setup(t);
   const node = nodeWithReady(NODE, { now: T0, status: 'False', sinceAgoMs: 0 });
   delete node.status.conditions.find((c: { type: string }) => c.type === 'Ready').lastTransitionTime;
-  setNode(fake, node);
+  await setNode(fake, node);
   t.match(await run(), { status: 'ok', reason: 'NotReadyWithinGrace' });
   clock.advance(MIN);
   t.match(await run(), { status: 'problem', reason: 'NodeNotReady' });
@@ -101,15 +105,18 @@ t.test('no such node, no Ready condition: unknown', async (t) => {
   t.match(await run(), { status: 'unknown', reason: 'NodeNotFound', message: /no Node named worker-7/ });
   const node = nodeWithReady(NODE, { now: T0, status: 'True', sinceAgoMs: 0 });
   node.status.conditions = [];
-  setNode(fake, node);
+  await setNode(fake, node);
   t.match(await run(), { status: 'unknown', reason: 'NoReadyCondition' });
 });
 
 t.test('a control-plane outage is unknown, never problem: 503, no answer (own timeout), refused', async (t) => {
   const { fake, run, check } = await setup(t);
-  setNode(fake, nodeWithReady(NODE, { now: T0, status: 'Unknown', sinceAgoMs: 10 * MIN }));
+  await setNode(fake, nodeWithReady(NODE, { now: T0, status: 'Unknown', sinceAgoMs: 10 * MIN }));
   t.match(await run(), { status: 'problem' }, 'with the API up, the node is NotReady');
+  // An API server that goes down drops its connections, watches included; reconnecting gets 503.
   fake.fault = 'unavailable';
+  t.equal(fake.watches.closeAll(), 1, "the check's watch was open");
+  await watchesLost(fake);
   t.match(await run(), { status: 'unknown', reason: 'ApiUnavailable', message: /get node worker-7: .*503.*says nothing about this node/ });
   fake.fault = 'hang';
   const t0 = performance.now();
@@ -119,7 +126,8 @@ t.test('a control-plane outage is unknown, never problem: 503, no answer (own ti
   t.ok(ms >= 900 && ms < 4000, `the check gave up on its own after ${Math.round(ms)} ms`);
   fake.fault = 'none';
   fake.inject = () => 403;
-  t.match(await run(), { status: 'unknown', reason: 'ApiAccessDenied', message: /RBAC/ });
+  // The request the stuck server held ends at the client's own timeout; then a run asks again.
+  t.match(await until(async () => { const f = await run(); return f.reason !== 'ApiTimeout' && f; }, 15_000), { status: 'unknown', reason: 'ApiAccessDenied', message: /RBAC/ });
   fake.inject = undefined;
   await fake.stop();
   t.match(await run(), { status: 'unknown', reason: 'ApiUnreachable' });
@@ -127,7 +135,7 @@ t.test('a control-plane outage is unknown, never problem: 503, no answer (own ti
 
 t.test('the scheduler aborting a run ends it at once as unknown', async (t) => {
   const { fake, check } = await setup(t);
-  setNode(fake, nodeWithReady(NODE, { now: T0, status: 'True', sinceAgoMs: 0 }));
+  await setNode(fake, nodeWithReady(NODE, { now: T0, status: 'True', sinceAgoMs: 0 }));
   fake.fault = 'hang';
   const ac = new AbortController();
   const p = check({ timeout: '30s' }).run(ac.signal);
@@ -151,7 +159,7 @@ t.test('without Kubernetes access: unknown NoKubernetesAccess', async (t) => {
  */
 t.test('the ladder: an outage of an hour never starts an episode; the same faults with the API up do', async (t) => {
   const { fake, clock, deps } = await setup(t);
-  setNode(fake, nodeWithReady(NODE, { now: T0, status: 'Unknown', sinceAgoMs: 10 * MIN }));
+  await setNode(fake, nodeWithReady(NODE, { now: T0, status: 'Unknown', sinceAgoMs: 10 * MIN }));
   fake.addPod(terminatingPod({ name: 'web-1', node: NODE, now: T0, scheduledAgoMs: 60 * MIN, deletedAgoMs: 30 * MIN }));
   const config = resolveConfig({ nodeName: NODE, stateDir: '/nonexistent', remediation: { mode: 'enforce', grace: '1m', settle: '2m', triggers: ['node-ready', 'stuck-pods'] } });
   const policy = ladderPolicy(config, null);
@@ -180,7 +188,8 @@ t.test('the ladder: an outage of an hour never starts an episode; the same fault
   t.same(state.actions, []);
 
   fake.fault = 'none';
-  let results = await sweep();
+  // The request the stuck server held ends at the client's own timeout (5 s here); then a run asks again.
+  let results = await until(async () => { const r = await sweep(); return r.every((x) => x.status !== 'unknown') && r; }, 15_000);
   t.same(results.map((r) => `${r.check}=${r.status}`), ['node-ready=problem', 'stuck-pods=problem'], 'the API back: both see the faults');
   let d = decide(state, { results }, clock.now(), policy);
   t.equal(d.state.episode, null, 'in grace');

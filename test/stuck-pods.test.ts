@@ -2,7 +2,8 @@
  * The `stuck-pods` check against the fake API server, through the real client-node and a real
  * kubeconfig, with time driven by a ManualClock: each stuck category only after its threshold, every
  * cause that is not the node's fault excluded (and listed), the evidence capped, and a control plane
- * that fails or does not answer giving `unknown`.
+ * that fails or does not answer giving `unknown`. The check follows the pods by watch: `run` first
+ * waits until the check's caches have caught up with what the test changed (`caughtUp`).
  */
 import type { V1Pod } from '@kubernetes/client-node';
 import { pino } from 'pino';
@@ -14,6 +15,7 @@ import { stuckPodsCheck, type StuckPodsOptions } from '../checks/stuck-pods.js';
 import type { Finding } from '../checks/types.js';
 import { lazyKubeAccess } from '../platform/kube-client.js';
 import { makeNode } from './fake-apiserver/fixtures.js';
+import { until } from './fake-apiserver/harness.js';
 import {
   configErrorPod,
   crashLoopPod,
@@ -32,12 +34,13 @@ import {
   unschedulablePod,
 } from './fake-apiserver/pod-states.js';
 import type { FakeApiServer, K8sObject } from './fake-apiserver/server.js';
+import { caughtUp, watchesLost } from './helpers/cluster-view.js';
 
 const NODE = 'worker-7';
 const T0 = Date.parse('2026-11-27T10:00:00Z');
 const MIN = 60_000;
 
-type Env = { fake: FakeApiServer; kubeconfig: string; clock: ManualClock; run: (opts?: Partial<StuckPodsOptions>) => Promise<Finding> };
+type Env = { fake: FakeApiServer; kubeconfig: string; clock: ManualClock; run: (opts?: Partial<StuckPodsOptions>, sync?: boolean) => Promise<Finding> };
 
 async function setup(t: Tap.Test, fakeOpts: ConstructorParameters<typeof FakeApiServer>[0] = {}): Promise<Env> {
   const { fake, kubeconfig } = await startFakeCluster(t, fakeOpts);
@@ -46,7 +49,8 @@ async function setup(t: Tap.Test, fakeOpts: ConstructorParameters<typeof FakeApi
   const clock = new ManualClock(T0);
   const host = new RealHost({ clock });
   const kube = lazyKubeAccess(kubeconfig, { requestTimeoutMs: 5000 });
-  const run = async (opts: Partial<StuckPodsOptions> = {}): Promise<Finding> => {
+  const run = async (opts: Partial<StuckPodsOptions> = {}, sync = true): Promise<Finding> => {
+    if (sync) await caughtUp(fake);
     const check = stuckPodsCheck.create({ ...stuckPodsCheck.defaults, ...opts }, { host, logger: pino({ level: 'silent' }), nodeName: NODE, kube });
     return check.run(new AbortController().signal);
   };
@@ -99,15 +103,24 @@ t.test('stuck terminating: only once deletionTimestamp (request + grace) is stuc
   t.match(f, { status: 'ok', reason: 'NoStuckPods' }, 'just deleted: fine');
   t.same(ev(f).belowThreshold, { terminating: 1, starting: 0 });
   t.equal(ev(f).pods, 2, 'only the pods of this node were listed');
-  const lists = fake.requests.filter((r) => r.path === '/api/v1/pods');
+  await run();
+  await run();
+  const lists = fake.requests.filter((r) => r.path === '/api/v1/pods' && !r.query.get('watch'));
   t.same(
     lists.map((r) => [r.query.get('fieldSelector'), r.query.get('resourceVersion')]).sort(),
     [
       ['spec.nodeName=worker-7', '0'],
       ['status.nominatedNodeName=worker-7', '0'],
     ],
-    "two lists, both from the API server's cache (resourceVersion=0), never a quorum read of every pod",
+    "two lists in three runs, both from the API server's cache (resourceVersion=0), never a quorum read of every pod",
   );
+  const watches = fake.requests.filter((r) => r.path === '/api/v1/pods' && r.query.get('watch') === 'true');
+  t.same(
+    watches.map((r) => r.query.get('fieldSelector')).sort(),
+    ['spec.nodeName=worker-7', 'status.nominatedNodeName=worker-7'],
+    "then one watch each, with the list's field selector",
+  );
+  t.ok(watches.every((r) => Number(r.query.get('resourceVersion')) > 0), 'each watch starts from the resourceVersion its list returned');
 
   clock.set(T0 + 30_000 + 5 * MIN - 1000);
   f = await run();
@@ -260,19 +273,23 @@ t.test('a control-plane outage is unknown, never problem: 503, no answer (own ti
   fake.addPod(terminatingPod({ ...base('web-1', 60 * MIN), deletedAgoMs: 30 * MIN }));
   t.match(await run(), { status: 'problem' }, 'with the API up, the pod is stuck');
 
+  // An API server that goes down drops its connections, watches included; reconnecting gets 503.
   fake.fault = 'unavailable';
-  t.match(await run(), { status: 'unknown', reason: 'ApiUnavailable', message: /503.*says nothing about this node/ });
+  t.equal(fake.watches.closeAll(), 2, "the check's two watches were open");
+  await watchesLost(fake);
+  t.match(await run({}, false), { status: 'unknown', reason: 'ApiUnavailable', message: /503.*says nothing about this node/ });
 
   fake.fault = 'hang';
   const t0 = performance.now();
-  const f = await run({ timeout: '1s' });
+  const f = await run({ timeout: '1s' }, false);
   const ms = performance.now() - t0;
   t.match(f, { status: 'unknown', reason: 'ApiTimeout', message: /no answer from the Kubernetes API .* within 1s/ });
   t.ok(ms >= 900 && ms < 4000, `the check gave up on its own after ${Math.round(ms)} ms`);
 
   fake.fault = 'none';
   await fake.stop();
-  t.match(await run(), { status: 'unknown', reason: 'ApiUnreachable' });
+  // The request the stuck server held ends with the server; then a run asks again and is refused.
+  t.match(await until(async () => { const r = await run({}, false); return r.reason !== 'ApiTimeout' && r; }, 15_000), { status: 'unknown', reason: 'ApiUnreachable' });
 });
 
 t.test('without Kubernetes access: unknown NoKubernetesAccess; a bad kubeconfig names the key', async (t) => {

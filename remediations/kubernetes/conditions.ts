@@ -5,6 +5,13 @@
  * checks/types.ts); `RebootRequired` is the drain-reboot side's own. Status `True` means the problem is present. Patched with a strategic merge patch:
  * `status.conditions` merges on `type` (NodeStatus: patchStrategy merge, patchMergeKey type), so the
  * kubelet's own conditions are untouched.
+ *
+ * Written NPD's way (node-problem-detector, pkg/exporters/k8sexporter/condition): only when a
+ * condition's status or reason changes, plus a heartbeat (`kubernetes.conditionHeartbeat`, default
+ * 5m) that refreshes `lastHeartbeatTime` and the messages. A message alone never causes a write, and
+ * the healthy messages are fixed words: the checks' latencies and counts belong to their evidence
+ * (/status), where they cost nothing; on the Node they would be a write per node per sweep, fanned out
+ * to every Node watcher in the cluster (NPD#661, kubernetes#47899).
  */
 import type { Logger } from 'pino';
 import type { Clock } from '../../platform/clock.js';
@@ -58,7 +65,8 @@ function fromResults(type: ConditionType, healthyReason: string, rs: CheckResult
   if (problem) return { type, status: 'True', reason: problem.reason, message: `${problem.check}: ${problem.message}` };
   const ok = rs.filter((r) => r.status === 'ok');
   // A node runs one runtime: the other's check says "not installed" (unknown), which is not a problem.
-  if (ok.length) return { type, status: 'False', reason: healthyReason, message: ok.map((r) => `${r.check}: ${r.message}`).join('; ') };
+  // The healthy message names the checks and their reasons only: an ok check's message carries numbers (latencies).
+  if (ok.length) return { type, status: 'False', reason: healthyReason, message: ok.map((r) => `${r.check}: ok (${r.reason})`).join('; ') };
   const u = rs[0]!;
   return { type, status: 'Unknown', reason: u.reason, message: rs.map((r) => `${r.check}: ${r.message}`).join('; ') };
 }
@@ -91,30 +99,51 @@ interface Published extends DesiredCondition {
   lastTransitionTime: string;
 }
 
+export interface PublisherOptions {
+  /** Re-send unchanged conditions this often, so `lastHeartbeatTime` shows the agent is alive. Default 5m. */
+  heartbeatMs?: number;
+  /** Monotonic milliseconds, for the heartbeat interval. Default `performance.now`. */
+  monotonic?: () => number;
+  /** [0, 1), for the heartbeat's jitter. */
+  random?: () => number;
+}
+
 export class ConditionPublisher {
   private published = new Map<ConditionType, Published>();
-  private lastPatch = 0;
+  /** Monotonic time of the next heartbeat; undefined: nothing written yet. */
+  private nextHeartbeat: number | undefined;
   private loaded = false;
+  private readonly heartbeatMs: number;
+  private readonly monotonic: () => number;
+  private readonly random: () => number;
+  /** Patches written, for /status and tests. */
+  writes = 0;
 
   constructor(
     private readonly api: KubeApi,
     private readonly nodeName: string,
     private readonly clock: Clock,
     private readonly logger: Logger,
-    /** Re-send unchanged conditions this often, so `lastHeartbeatTime` shows the agent is alive. */
-    private readonly heartbeatMs = 5 * 60_000,
-  ) {}
+    opts: PublisherOptions = {},
+  ) {
+    this.heartbeatMs = opts.heartbeatMs ?? 5 * 60_000;
+    this.monotonic = opts.monotonic ?? (() => performance.now());
+    this.random = opts.random ?? Math.random;
+  }
 
-  /** Patches when a condition changed or the heartbeat is due. Never throws; returns whether it patched. */
+  /**
+   * Patches when a condition's status or reason changed, or the heartbeat is due. Never throws;
+   * returns whether it patched.
+   */
   async publish(desired: readonly DesiredCondition[]): Promise<boolean> {
     const now = this.clock.now();
     try {
       if (!this.loaded) await this.loadExisting();
       const changed = desired.some((d) => {
         const p = this.published.get(d.type);
-        return !p || p.status !== d.status || p.reason !== d.reason || p.message !== d.message;
+        return !p || p.status !== d.status || p.reason !== d.reason;
       });
-      if (!changed && now - this.lastPatch < this.heartbeatMs) return false;
+      if (!changed && this.nextHeartbeat !== undefined && this.monotonic() < this.nextHeartbeat) return false;
       const next: Published[] = desired.map((d) => {
         const p = this.published.get(d.type);
         return { ...d, lastTransitionTime: p && p.status === d.status ? p.lastTransitionTime : rfc3339(now) };
@@ -123,7 +152,9 @@ export class ConditionPublisher {
         status: { conditions: next.map((c) => ({ ...c, lastHeartbeatTime: rfc3339(now) })) },
       });
       for (const c of next) this.published.set(c.type, c);
-      this.lastPatch = now;
+      // 90-100 % of the period: agents started together (a rollout) drift apart instead of beating in step.
+      this.nextHeartbeat = this.monotonic() + this.heartbeatMs * (0.9 + 0.1 * this.random());
+      this.writes++;
       return true;
     } catch (e) {
       this.logger.warn({ err: (e as Error).message }, 'cannot publish node conditions');

@@ -103,7 +103,7 @@ export class DrainRebootController implements DrainRebooter {
     this.api = d.kube?.api;
     if (this.api) {
       this.events = new EventRecorder(this.api, { name: this.node }, d.clock, d.logger, d.component ?? 'nodemedic');
-      this.conditions = new ConditionPublisher(this.api, this.node, d.clock, d.logger);
+      this.conditions = new ConditionPublisher(this.api, this.node, d.clock, d.logger, { heartbeatMs: parseDuration(d.config.kubernetes.conditionHeartbeat ?? '5m') });
       this.lease = new RebootLease({
         api: this.api,
         namespace: d.config.remediation.leaseNamespace,

@@ -2,7 +2,8 @@
  * A small fake Kubernetes API server at the HTTP level, on 127.0.0.1, for the paths nodemedic (and
  * `kubectl drain`) use. It imitates the real server where the agent depends on it; each behaviour
  * cites the reference it follows. Everything else answers 404, as an API server does for an unknown
- * resource. It is not a general-purpose API server: no watch, no protobuf, no server-side apply.
+ * resource. It is not a general-purpose API server: no protobuf, no server-side apply. Watches of
+ * nodes, pods and events are served by ./watch.ts.
  *
  * References:
  * - API concepts (lists, paging with limit/continue, resourceVersion, 409 on conflict, Status errors):
@@ -19,6 +20,7 @@ import { writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { isWatch, ObservedMap, WatchHub, type WatchEventType } from './watch.js';
 import { isObject, jsonMergePatch, jsonPatch, PatchError, strategicMergePatch, type Json, type JsonObject } from './patch.js';
 
 // The objects are kept as plain JSON: the fake must accept whatever a client sends, as the real one does.
@@ -72,6 +74,11 @@ export interface FakeApiServerOptions {
 
 /** Outage modes for tests of an unreachable or stuck control plane. */
 export type FaultMode = 'none' | 'unavailable' | 'hang';
+
+const NODE_FIELDS = ['metadata.name', 'spec.unschedulable'];
+// The pod field selectors the real server supports include these (pkg/registry/core/pod/strategy.go, PodToSelectableFields).
+const POD_FIELDS = ['spec.nodeName', 'status.phase', 'metadata.name', 'metadata.namespace', 'spec.restartPolicy', 'spec.schedulerName', 'spec.serviceAccountName', 'status.podIP', 'status.nominatedNodeName'];
+const EVENT_FIELDS = ['involvedObject.name', 'involvedObject.kind', 'reason'];
 
 const MICROTIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}(?:Z|[+-]\d{2}:\d{2})$/;
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})$/;
@@ -156,10 +163,19 @@ function normalizeNode(node: K8sObject): void {
 export class FakeApiServer {
   /** The bearer token clients must send; a test may change it. */
   token: string;
-  readonly nodes = new Map<string, K8sObject>();
-  readonly pods = new Map<string, K8sObject>();
+  readonly nodes = new ObservedMap<K8sObject>((type, o, before) => this.watched('nodes', type, o, before));
+  readonly pods = new ObservedMap<K8sObject>((type, o, before) => this.watched('pods', type, o, before));
   readonly leases = new Map<string, K8sObject>();
   readonly events: K8sObject[] = [];
+  /** Open watches and the change history they are served from (./watch.ts); tests close or expire them. */
+  readonly watches = new WatchHub(
+    new Map([
+      ['nodes', { name: 'nodes', kind: 'Node', current: () => [...this.nodes.values()] }],
+      ['pods', { name: 'pods', kind: 'Pod', current: () => [...this.pods.values()] }],
+      ['events', { name: 'events', kind: 'Event', current: () => this.events }],
+    ]),
+    () => this.rv,
+  );
   /** `namespace/name` → Secret, for `make-kubeconfig.sh` (it reads the ServiceAccount token Secret). */
   readonly secrets = new Map<string, K8sObject>();
   pdbs: FakePdb[] = [];
@@ -201,6 +217,7 @@ export class FakeApiServer {
   }
 
   async stop(): Promise<void> {
+    this.watches.stop();
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     for (const res of this.hung) res.destroy();
@@ -247,6 +264,15 @@ export class FakeApiServer {
     return String(this.rv);
   }
 
+  /** Reports a change to the watches; a deletion gets its own resourceVersion, as on the real server. */
+  private watched(resource: string, type: WatchEventType, o: K8sObject, before: K8sObject | undefined): void {
+    if (type === 'DELETED') {
+      o = structuredClone(o);
+      o.metadata.resourceVersion = this.nextRv();
+    }
+    this.watches.changed(resource, type, o, before);
+  }
+
   // ---- test-side state helpers ----
 
   addNode(node: K8sObject): K8sObject {
@@ -281,9 +307,11 @@ export class FakeApiServer {
   /** Changes a node as another client would (e.g. an administrator's `kubectl cordon`). */
   updateNode(name: string, change: (n: K8sObject) => void): void {
     const n = this.node(name);
+    const before = structuredClone(n);
     change(n);
     n.metadata.resourceVersion = this.nextRv();
     normalizeNode(n);
+    this.watches.changed('nodes', 'MODIFIED', n, before);
   }
 
   // ---- HTTP ----
@@ -318,6 +346,13 @@ export class FakeApiServer {
       if (injected) throw new HttpError(injected, injected === 409 ? 'Conflict' : 'InternalError', `injected ${injected} by the test`);
       const auth = req.headers.authorization;
       if (auth !== undefined ? auth !== `Bearer ${this.token}` : !this.anonymous) throw new HttpError(401, 'Unauthorized', 'Unauthorized');
+      if (method === 'GET' && isWatch(u.searchParams)) {
+        const w = this.watchTarget(u);
+        if (w) {
+          record.status = this.watches.serve(req, res, w.resource, w.namespace, u.searchParams, w.match);
+          return;
+        }
+      }
       const [code, body] = this.route(method, u, contentType, record.body);
       send(code, body);
     } catch (e) {
@@ -325,6 +360,25 @@ export class FakeApiServer {
       else if (e instanceof PatchError) send(e.code, statusBody(e.code, e.code === 400 ? 'BadRequest' : 'Invalid', e.message));
       else send(500, statusBody(500, 'InternalError', `fake apiserver bug: ${(e as Error).stack ?? String(e)}`));
     }
+  }
+
+  /** The collection a watch request names, with its selectors; undefined: not watchable here (404 from route). */
+  private watchTarget(u: URL): { resource: string; namespace: string | undefined; match: (o: K8sObject) => boolean } | undefined {
+    const p = u.pathname.replace(/\/+$/, '').split('/').slice(1);
+    if (p[0] !== 'api' || p[1] !== 'v1') return undefined;
+    let namespace: string | undefined;
+    let rest = p.slice(2);
+    if (rest[0] === 'namespaces' && rest.length === 3) {
+      namespace = decodeURIComponent(rest[1]!);
+      rest = rest.slice(2);
+    }
+    const resource = rest.length === 1 ? rest[0]! : '';
+    const fields: Record<string, readonly string[]> = { nodes: NODE_FIELDS, pods: POD_FIELDS, events: EVENT_FIELDS };
+    if (!fields[resource] || (resource === 'nodes' && namespace)) return undefined;
+    const q = u.searchParams;
+    const terms = parseFieldSelector(q.get('fieldSelector'), fields[resource]!);
+    const labels = q.get('labelSelector');
+    return { resource, namespace, match: (o) => matchesFields(o, terms) && matchesLabels(o, labels) };
   }
 
   private route(method: string, u: URL, contentType: string | undefined, body: Json | undefined): [number, unknown] {
@@ -341,7 +395,7 @@ export class FakeApiServer {
     if (p[0] === 'api' && p[1] === 'v1') {
       // /api/v1/nodes[/{name}[/status]]
       if (p[2] === 'nodes') {
-        if (p.length === 3 && method === 'GET') return [200, this.list('NodeList', [...this.nodes.values()], q, ['metadata.name', 'spec.unschedulable'])];
+        if (p.length === 3 && method === 'GET') return [200, this.list('NodeList', [...this.nodes.values()], q, NODE_FIELDS)];
         const name = at(3);
         const node = this.nodes.get(name);
         if (!node) throw notFound('nodes', name);
@@ -376,7 +430,7 @@ export class FakeApiServer {
         }
         if (resource === 'events') {
           if (p.length === 5 && method === 'POST') return [201, this.createEvent(ns, body)];
-          if (p.length === 5 && method === 'GET') return [200, this.list('EventList', this.events.filter((e) => e.metadata.namespace === ns), q, ['involvedObject.name', 'involvedObject.kind', 'reason'])];
+          if (p.length === 5 && method === 'GET') return [200, this.list('EventList', this.events.filter((e) => e.metadata.namespace === ns), q, EVENT_FIELDS)];
         }
       }
     }
@@ -462,8 +516,7 @@ export class FakeApiServer {
 
   private listPods(q: URLSearchParams, ns: string | undefined): K8sObject {
     const all = [...this.pods.values()].filter((p) => !ns || p.metadata.namespace === ns);
-    // The pod field selectors the real server supports include these (pkg/registry/core/pod/strategy.go, PodToSelectableFields).
-    return this.list('PodList', all, q, ['spec.nodeName', 'status.phase', 'metadata.name', 'metadata.namespace', 'spec.restartPolicy', 'spec.schedulerName', 'spec.serviceAccountName', 'status.podIP', 'status.nominatedNodeName']);
+    return this.list('PodList', all, q, POD_FIELDS);
   }
 
   /**
@@ -581,11 +634,13 @@ export class FakeApiServer {
     // A terminal pod has no containers to stop: the kubelet lets it go at once.
     const seconds = phase === 'Succeeded' || phase === 'Failed' ? 0 : (grace ?? pod.spec?.terminationGracePeriodSeconds ?? 30);
     if (!pod.metadata.deletionTimestamp) {
+      const before = structuredClone(pod);
       // The time the pod *will* be deleted: now plus the grace period, in real seconds whatever
       // msPerGraceSecond says (apiserver registry/rest/delete.go BeforeDelete; ObjectMeta reference).
       pod.metadata.deletionTimestamp = new Date(Date.now() + seconds * 1000).toISOString().replace(/\.\d+Z$/, 'Z');
       pod.metadata.deletionGracePeriodSeconds = seconds;
       pod.metadata.resourceVersion = this.nextRv();
+      this.watches.changed('pods', 'MODIFIED', pod, before);
     }
     const uid = pod.metadata.uid;
     const gone = (): void => {
@@ -632,6 +687,7 @@ export class FakeApiServer {
     ev.metadata.uid = randomUUID();
     ev.metadata.resourceVersion = this.nextRv();
     this.events.push(ev);
+    this.watches.changed('events', 'ADDED', ev);
     return ev;
   }
 
@@ -757,12 +813,12 @@ function coreResourceList(): K8sObject {
     kind: 'APIResourceList',
     groupVersion: 'v1',
     resources: [
-      r('nodes', 'Node', false, ['get', 'list', 'patch'], { shortNames: ['no'] }),
+      r('nodes', 'Node', false, ['get', 'list', 'patch', 'watch'], { shortNames: ['no'] }),
       r('nodes/status', 'Node', false, ['get', 'patch']),
-      r('pods', 'Pod', true, ['delete', 'get', 'list'], { shortNames: ['po'] }),
+      r('pods', 'Pod', true, ['delete', 'get', 'list', 'watch'], { shortNames: ['po'] }),
       // kubectl drain finds the eviction subresource here and uses its group/version (policy/v1).
       r('pods/eviction', 'Eviction', true, ['create'], { group: 'policy', version: 'v1' }),
-      r('events', 'Event', true, ['create', 'list'], { shortNames: ['ev'] }),
+      r('events', 'Event', true, ['create', 'list', 'watch'], { shortNames: ['ev'] }),
       r('secrets', 'Secret', true, ['get']),
     ],
   };

@@ -236,6 +236,7 @@ export const drainCommand: CommandSpec = {
     const onSignal = (): void => abort.abort();
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
+    process.once('SIGHUP', onSignal);
     let out;
     try {
       out = await drainPods({
@@ -249,6 +250,7 @@ export const drainCommand: CommandSpec = {
     } finally {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
+      process.off('SIGHUP', onSignal);
     }
     await ctx.events.record({ reason: out.ok ? 'NodemedicDrainSucceeded' : 'NodemedicDrainFailed', type: out.ok ? 'Normal' : 'Warning', message: `${ctx.operator}: ${out.summary}` });
     io.out(`summary: ${out.summary}; node/${ctx.node} stays cordoned (nodemedic uncordon to undo)\n`);
@@ -287,15 +289,19 @@ export const rebootCommand: CommandSpec = {
     });
     const reason = (args.values.reason as string | undefined) ?? `requested by ${operatorName(io.env)} with nodemedic reboot`;
     const episodeId = `cli-${new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}`;
-    const onSignal = (): void => void controller.stop();
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
+    // SIGHUP (the SSH session that ran it went away) ends it like SIGINT and SIGTERM: the drain is
+    // aborted and rolled back (uncordon if ours, slot released, plan removed), never left half done.
+    const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+    const onSignal = (sig: NodeJS.Signals): void => {
+      io.err(`nodemedic: ${sig}: stopping; rolling back the drain unless the reboot was already issued\n`);
+      void controller.stop();
+    };
+    for (const sig of signals) process.once(sig, onSignal);
     let r;
     try {
       r = await controller.run({ episodeId, reason, dryRun: !!args.values['dry-run'], origin: 'cli', onProgress: progressPrinter(io, 5000) });
     } finally {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
+      for (const sig of signals) process.off(sig, onSignal);
       await controller.stop();
     }
     io.out(`summary: ${r.result}: ${r.detail}\n`);

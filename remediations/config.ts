@@ -3,6 +3,7 @@
  * access is configured) how the last step drains and reboots. Durations are strings (platform/duration.ts).
  */
 import { neverTriggers } from '../checks/index.js';
+import { parseDuration } from '../platform/duration.js';
 
 export type RemediationMode = 'off' | 'dry-run' | 'enforce';
 
@@ -75,8 +76,21 @@ export interface RemediationOptions {
   maxConcurrentReboots: number;
   /** Namespace of the reboot Leases. */
   leaseNamespace: string;
-  /** How long a Lease is valid without renewal; a dead holder blocks the fleet at most this long. */
+  /**
+   * The reboot Lease is renewed every third of this; a holder that cannot renew it for this long before
+   * the reboot gives up its drain (rolls back). It is not the Lease's expiry: see `slotExpiry`.
+   */
   leaseDuration: string;
+  /**
+   * The safety valve of a reboot slot: another agent takes over a Lease only after it has seen it
+   * unchanged for this long (by its own monotonic clock). The holder keeps the slot across its reboot, so
+   * this must cover the reboot, the boot and `recovery.timeout` with the API down. Default 1h.
+   */
+  slotExpiry: string;
+  /** A drain-reboot refused (slot busy, storm guard, API error) is tried again after `initial`, doubling up to `max`. */
+  retryBackoff: { initial: string; max: string };
+  /** Where the boot id is read: a different one after a reboot means the reboot happened. */
+  bootIdFile: string;
   /** Reboots only in this window (`HH:MM-HH:MM`, UTC); empty: any time. */
   rebootWindow: string;
   drain: DrainOptions;
@@ -108,6 +122,9 @@ export const remediationDefaults: RemediationOptions = {
   maxConcurrentReboots: 1,
   leaseNamespace: 'kube-system',
   leaseDuration: '5m',
+  slotExpiry: '1h',
+  retryBackoff: { initial: '1m', max: '15m' },
+  bootIdFile: '/proc/sys/kernel/random/boot_id',
   rebootWindow: '',
   drain: {
     timeout: '10m',
@@ -147,6 +164,9 @@ export const remediationSchema = {
     maxConcurrentReboots: { type: 'integer', minimum: 1 },
     leaseNamespace: { type: 'string', minLength: 1 },
     leaseDuration: duration,
+    slotExpiry: duration,
+    retryBackoff: { type: 'object', additionalProperties: false, properties: { initial: duration, max: duration } },
+    bootIdFile: { type: 'string', minLength: 1 },
     rebootWindow: { type: 'string', description: 'empty or a UTC window HH:MM-HH:MM', pattern: '^$|^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]$' },
     drain: {
       type: 'object',
@@ -186,6 +206,19 @@ export function remediationProblems(r: RemediationOptions, knownChecks: readonly
       out.push(`remediation.triggers.${i}: no check named "${t}" (checks: ${knownChecks.join(', ')})`);
     }
   });
+  const ms = (d: string): number => {
+    try {
+      return parseDuration(d);
+    } catch {
+      return NaN;
+    }
+  };
+  if (ms(r.slotExpiry) < ms(r.recovery.timeout) + ms(r.leaseDuration)) {
+    out.push(`remediation.slotExpiry: ${r.slotExpiry} is shorter than recovery.timeout (${r.recovery.timeout}) plus leaseDuration (${r.leaseDuration}); a node still recovering (or booting) could lose its reboot slot`);
+  }
+  if (ms(r.retryBackoff.max) < ms(r.retryBackoff.initial)) {
+    out.push(`remediation.retryBackoff.max: ${r.retryBackoff.max} is shorter than retryBackoff.initial (${r.retryBackoff.initial})`);
+  }
   for (const [trigger, step] of Object.entries(r.firstStep)) {
     if (!r.triggers.includes(trigger)) {
       out.push(`remediation.firstStep.${trigger}: "${trigger}" is not in remediation.triggers`);

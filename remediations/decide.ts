@@ -28,6 +28,19 @@ export interface LadderPolicy {
   units: { kubelet: string; docker: string; containerd: string };
   /** The operator's pause, if any (expired pauses may be passed; they are ignored). */
   pause: PauseState | null;
+  /** Backoff of a refused step (`retryBackoff`): the first retry after `retryInitialMs`, doubling up to `retryMaxMs`. */
+  retryInitialMs?: number;
+  retryMaxMs?: number;
+}
+
+const DEFAULT_RETRY_INITIAL_MS = 60_000;
+const DEFAULT_RETRY_MAX_MS = 15 * 60_000;
+
+/** The wait before retry number `n` (1-based) of a refused step. */
+export function retryBackoffMs(n: number, p: Pick<LadderPolicy, 'retryInitialMs' | 'retryMaxMs'>): number {
+  const initial = p.retryInitialMs ?? DEFAULT_RETRY_INITIAL_MS;
+  const max = Math.max(initial, p.retryMaxMs ?? DEFAULT_RETRY_MAX_MS);
+  return Math.min(max, initial * 2 ** Math.min(30, Math.max(0, n - 1)));
 }
 
 /** What the agent observed: the latest check results and, on request, the state of units. */
@@ -223,14 +236,24 @@ function rebootBudget(s: LadderState, now: number, perDay: number): { spent: boo
   return { spent: used >= perDay, why: `${used} of ${perDay} reboot requests used in the last 24h` };
 }
 
-function prune(s: LadderState, now: number): void {
+/**
+ * Drops budget entries out of their window, and entries dated in the future: the wall clock stepped
+ * back since they were written, and an entry "from the future" would hold a budget for the size of
+ * the step. They are ignored (dropped) and said in `events`.
+ */
+function prune(s: LadderState, now: number, events: string[] = []): void {
+  const future = (t: number): boolean => t > now;
   for (const [unit, times] of Object.entries(s.budgets.restarts)) {
-    const kept = times.filter((t) => now - t < HOUR);
+    const ahead = times.filter(future);
+    if (ahead.length) events.push(`ignored ${ahead.length} restart budget entr${ahead.length === 1 ? 'y' : 'ies'} of ${unit} dated in the future (${ahead.map(iso).join(', ')}): the clock stepped back`);
+    const kept = times.filter((t) => !future(t) && now - t < HOUR);
     if (kept.length) s.budgets.restarts[unit] = kept;
     else delete s.budgets.restarts[unit];
   }
-  s.budgets.reboots = s.budgets.reboots.filter((t) => now - t < DAY);
-  if (s.budgets.reexecs) s.budgets.reexecs = s.budgets.reexecs.filter((t) => now - t < DAY);
+  const aheadReboots = s.budgets.reboots.filter(future);
+  if (aheadReboots.length) events.push(`ignored ${aheadReboots.length} reboot budget entr${aheadReboots.length === 1 ? 'y' : 'ies'} dated in the future (${aheadReboots.map(iso).join(', ')}): the clock stepped back`);
+  s.budgets.reboots = s.budgets.reboots.filter((t) => !future(t) && now - t < DAY);
+  if (s.budgets.reexecs) s.budgets.reexecs = s.budgets.reexecs.filter((t) => !future(t) && now - t < DAY);
   if (s.budgets.noRebootBefore !== null && now >= s.budgets.noRebootBefore) s.budgets.noRebootBefore = null;
 }
 
@@ -332,7 +355,7 @@ export function decide(state: LadderState, observed: Observed, now: number, p: L
   }
   const lr = m.get('docker')?.evidence?.liveRestoreEnabled;
   if (typeof lr === 'boolean') s.liveRestore = { enabled: lr, observedAt: observedMs(m.get('docker')!, now) };
-  prune(s, now);
+  prune(s, now, events);
 
   let ep = s.episode?.state === 'active' ? s.episode : null;
   // The episode this decision concerns, even after it ended here; its id goes into the log line.
@@ -427,23 +450,26 @@ export function decide(state: LadderState, observed: Observed, now: number, p: L
     ep.judgeAt = (last?.outcome?.at ?? now) + p.settleMs;
   }
 
-  if (ep.phase === 'settling' || ep.phase === 'deferred') {
+  if (ep.phase === 'settling' || ep.phase === 'deferred' || ep.phase === 'retrying') {
     if (now < ep.judgeAt!) {
-      return out({ kind: 'wait', until: ep.judgeAt, why: `${ep.phase === 'settling' ? 'settling after' : 'deferred'} ${ep.ladder[ep.stepIndex]}` }, 'debug', ep.phase === 'settling' ? 'settling' : 'deferred');
+      const what = ep.phase === 'settling' ? 'settling after' : ep.phase === 'retrying' ? `retry ${ep.retries ?? 1} of` : 'deferred';
+      return out({ kind: 'wait', until: ep.judgeAt, why: `${what} ${ep.ladder[ep.stepIndex]}` }, 'debug', ep.phase === 'retrying' ? 'retrying' : ep.phase === 'settling' ? 'settling' : 'deferred');
     }
     const j = judge(ep, m, triggers, ep.judgeAt!);
     if (j.kind === 'pending') return out({ kind: 'wait', until: null, why: j.why }, 'debug', 'judgment pending');
     if (j.kind === 'recovered') {
-      const after = ep.phase === 'settling' ? `after ${ep.ladder[ep.stepIndex]}` : `while ${ep.ladder[ep.stepIndex]} was deferred`;
+      const after = ep.phase === 'settling' ? `after ${ep.ladder[ep.stepIndex]}` : `while ${ep.ladder[ep.stepIndex]} was ${ep.phase === 'retrying' ? 'waiting to be retried' : 'deferred'}`;
       endEpisode(s, ep, 'recovered', now, `${ep.triggers.join(', ')} ok ${after}`, ended);
       events.push(`episode ${ep.id} recovered ${after}`);
       ep = null;
       return out({ kind: 'none', why: 'recovered' }, 'info', 'episode recovered');
     }
-    events.push(`${ep.ladder[ep.stepIndex]} did not cure it (${j.why})`);
+    if (ep.phase === 'retrying') events.push(`${ep.ladder[ep.stepIndex]} is retried (attempt ${(ep.retries ?? 1) + 1}): ${j.why}`);
+    else events.push(`${ep.ladder[ep.stepIndex]} did not cure it (${j.why})`);
     if (ep.phase === 'settling') {
       ep.stepIndex += 1;
       ep.deferred = null;
+      delete ep.retries;
     }
     ep.phase = 'due';
     ep.judgeAt = null;
@@ -514,16 +540,18 @@ export function decide(state: LadderState, observed: Observed, now: number, p: L
       }
       ep.stepIndex += 1;
       ep.deferred = null;
+      delete ep.retries;
       continue;
     }
     pushAction(s, record);
     ep.phase = 'acting';
     ep.stepStartedAt = now;
     ep.judgeAt = null;
+    // A restart is spent when ordered; a reboot only when it is issued (applyOutcome): a refused or
+    // failed drain-reboot spends nothing.
     if (ep.mode === 'enforce') {
-      if (record.action === 'reboot') s.budgets.reboots.push(now);
-      else if (record.action === 'reexec_systemd') (s.budgets.reexecs ??= []).push(now);
-      else if (record.unit) (s.budgets.restarts[record.unit] ??= []).push(now);
+      if (record.action === 'reexec_systemd') (s.budgets.reexecs ??= []).push(now);
+      else if (record.action !== 'reboot' && record.unit) (s.budgets.restarts[record.unit] ??= []).push(now);
     }
     return out({ kind: 'act', action: record }, 'info', `${step}: ${record.action}${record.unit ? ` ${record.unit}` : ''}${ep.mode === 'dry-run' ? ' (dry-run)' : ''}`);
   }
@@ -533,15 +561,34 @@ export function decide(state: LadderState, observed: Observed, now: number, p: L
  * Records how an action ended and starts the settle period. Pure. An outcome for an action that is
  * not in the state (pruned) changes only the episode.
  */
-export function applyOutcome(state: LadderState, actionId: string, outcome: ActionOutcome, p: Pick<LadderPolicy, 'settleMs'>): LadderState {
+export function applyOutcome(state: LadderState, actionId: string, outcome: ActionOutcome, p: Pick<LadderPolicy, 'settleMs' | 'retryInitialMs' | 'retryMaxMs'>): LadderState {
   const s: LadderState = structuredClone(state);
   const a = s.actions.find((x) => x.id === actionId);
   if (!a) return s;
   a.outcome = outcome;
+  const retry = !!outcome.retry && a.mode === 'enforce' && (outcome.result === 'skipped' || outcome.result === 'failure');
+  if (a.mode === 'enforce') {
+    // Only a reboot actually issued spends the reboot budget (an interrupted one is judged by the boot id).
+    if (a.step === 'drain-reboot' && outcome.result === 'success') s.budgets.reboots.push(a.intentAt);
+    // A restart refused before it was ordered (storm guard) gives its budget entry back.
+    if (retry && a.unit && a.step !== 'drain-reboot') {
+      const times = s.budgets.restarts[a.unit] ?? [];
+      const i = times.lastIndexOf(a.intentAt);
+      if (i >= 0) times.splice(i, 1);
+      if (!times.length) delete s.budgets.restarts[a.unit];
+    }
+  }
   const ep = s.episode;
   if (ep && ep.id === a.episodeId && ep.state === 'active' && ep.phase === 'acting') {
-    ep.phase = 'settling';
-    ep.judgeAt = outcome.at + p.settleMs;
+    if (retry) {
+      ep.retries = (ep.retries ?? 0) + 1;
+      ep.phase = 'retrying';
+      ep.judgeAt = outcome.at + retryBackoffMs(ep.retries, p);
+    } else {
+      ep.phase = 'settling';
+      ep.judgeAt = outcome.at + p.settleMs;
+      delete ep.retries;
+    }
     ep.deferred = null;
   }
   if (a.step === 'drain-reboot' && a.mode === 'enforce') {

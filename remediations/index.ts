@@ -72,6 +72,8 @@ export function ladderPolicy(config: Config, pause: PauseState | null): LadderPo
     allowRuntimeRestartWithoutLiveRestore: r.allowRuntimeRestartWithoutLiveRestore,
     units: { kubelet: unit('kubelet', 'kubelet'), docker: unit('docker', 'docker'), containerd: unit('containerd', 'containerd') },
     pause,
+    retryInitialMs: parseDuration(r.retryBackoff.initial),
+    retryMaxMs: parseDuration(r.retryBackoff.max),
   };
 }
 
@@ -116,7 +118,7 @@ class LadderRemediator implements Remediator {
     this.rebooter = deps.drainRebooter ?? createRebootRequester(deps.logger, deps.recordAction);
     this.commandTimeoutMs = parseDuration(deps.config.remediation.commandTimeout);
     this.metrics = deps.registry
-      ? new LadderMetrics(deps.registry, { state: () => this.state, policy: () => this.policy(), now: () => this.clock.now() })
+      ? new LadderMetrics(deps.registry, { state: () => this.state, policy: () => this.policy(), now: () => this.clock.now(), waiting: () => this.waitingReasons() })
       : undefined;
     // Issue 16: what an action destroys is captured first; at most ~10 s before an action, never failing it.
     this.evidence = evidenceCollectorFor(deps.config, deps.host, deps.logger.child({ component: 'evidence' }), {
@@ -144,7 +146,7 @@ class LadderRemediator implements Remediator {
         this.state = loaded.state;
         if (loaded.corrupt) this.lastError = `state file was corrupt (${loaded.corrupt.error}); kept at ${loaded.corrupt.keptAt}`;
         this.bootId = await this.deps.host
-          .readFile(BOOT_ID, 4096)
+          .readFile(this.deps.config.remediation.bootIdFile || BOOT_ID, 4096)
           .then((s) => s.trim() || undefined)
           .catch(() => undefined);
         this.pause = await readPause(this.deps.config.stateDir);
@@ -280,7 +282,9 @@ class LadderRemediator implements Remediator {
       ...(n.kind === 'none' ? { why: n.why } : {}),
       ...(n.kind === 'act' ? { action: n.action.action, unit: n.action.unit, mode: n.action.mode, reason: n.action.reason } : {}),
     };
-    this.logger[d.log.level](fields, d.log.msg);
+    // A clock step that made budget entries "future" is worth a warning whatever the decision.
+    const level = d.log.events.some((e) => e.includes('dated in the future')) && (d.log.level === 'debug' || d.log.level === 'info') ? 'warn' : d.log.level;
+    this.logger[level](fields, d.log.msg);
   }
 
   /** A timer at the next deadline: run the trigger checks then (if the agent can) and decide. */
@@ -350,7 +354,7 @@ class LadderRemediator implements Remediator {
     const at = (o: { result: ActionOutcome['result']; detail: string }): ActionOutcome => ({ ...o, at: this.clock.now() });
     if (a.step === 'drain-reboot') {
       const r = await this.rebooter.requestDrainReboot({ episodeId: a.episodeId, reason: a.reason, dryRun: a.mode === 'dry-run' });
-      return at(r);
+      return { ...at({ result: r.result, detail: r.detail }), ...(r.retry ? { retry: true } : {}) };
     }
     if (a.step === 'reexec-systemd') {
       // issue 15: see remediations/reexec.ts; the bus timeout and /proc view are the systemd check's.
@@ -367,8 +371,22 @@ class LadderRemediator implements Remediator {
       );
     }
     if (!a.unit) return at({ result: 'skipped', detail: 'nothing to restart' });
+    if (a.step === 'restart-runtime' && this.rebooter.runtimeRestartAllowed) {
+      // A cluster-wide cause (a bad runtime rollout, a registry outage) must not restart every node's runtime at once.
+      const gate = await this.rebooter.runtimeRestartAllowed();
+      if (!gate.ok) return { ...at({ result: 'skipped', detail: `not restarting ${a.unit}: ${gate.detail}` }), retry: true };
+    }
     if (a.mode === 'dry-run') return at({ result: 'dry_run', detail: `dry-run: would run systemctl restart ${a.unit}` });
     return at(await restartUnit(this.deps.host, a.unit, { timeoutMs: this.commandTimeoutMs }));
+  }
+
+  /** Why remediation is waiting without progress: `retrying` (a refused step, backing off), and the rebooter's own. */
+  private waitingReasons(): string[] {
+    const out: string[] = [];
+    if (this.state.episode?.state === 'active' && this.state.episode.phase === 'retrying') out.push('retrying');
+    const w = this.rebooter.waiting?.();
+    if (w) out.push(w);
+    return out;
   }
 
   status(): Record<string, unknown> {
@@ -393,6 +411,7 @@ class LadderRemediator implements Remediator {
             step: ep.ladder[Math.min(ep.stepIndex, ep.ladder.length - 1)] ?? null,
             stepStartedAt: iso(ep.stepStartedAt),
             phase: ep.phase,
+            ...(ep.retries ? { retries: ep.retries } : {}),
             nextDecisionAt: ep.state === 'active' ? iso(ep.judgeAt ?? this.nextDecisionAt) : null,
             state: ep.state,
             ...(ep.endedAt !== undefined ? { endedAt: iso(ep.endedAt), endReason: ep.endReason } : {}),

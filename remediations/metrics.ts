@@ -16,7 +16,12 @@ export interface LadderView {
   state(): LadderState;
   policy(): LadderPolicy;
   now(): number;
+  /** Why remediation waits without progress (`retrying`, `recovery-unknown`). */
+  waiting?(): string[];
 }
+
+const WAITING = 'nodemedic_remediation_waiting';
+const WAITING_REASONS = ['retrying', 'recovery-unknown'] as const;
 
 /** The step an ended episode stopped at: the last step it took or skipped, `none` before any. */
 export function endStep(s: LadderState, ep: Episode): string {
@@ -40,8 +45,18 @@ export class LadderMetrics {
     private readonly registry: Registry,
     view: LadderView,
   ) {
-    for (const name of [EPISODE_STATE, BUDGET_REMAINING]) registry.removeSingleMetric(name);
+    for (const name of [EPISODE_STATE, BUDGET_REMAINING, WAITING]) registry.removeSingleMetric(name);
     const registers = [registry];
+    new Gauge({
+      name: WAITING,
+      help: 'Remediation waiting without progress: reason="retrying" (a refused drain-reboot or runtime restart backing off), reason="recovery-unknown" (after a reboot, the API or the checks cannot tell yet; recovery.timeout not running).',
+      labelNames: ['reason'],
+      registers,
+      collect() {
+        const now = view.waiting?.() ?? [];
+        for (const reason of WAITING_REASONS) this.set({ reason }, now.includes(reason) ? 1 : 0);
+      },
+    });
     new Gauge({
       name: EPISODE_STATE,
       help: 'Remediation episode: 1 for the state (active, recovered, exhausted, abandoned) of the current or last episode, 0 for the others.',
@@ -86,6 +101,6 @@ export class LadderMetrics {
 
   /** Drops the gauges (they read this remediator's state); the counter stays for the next one. */
   close(): void {
-    for (const name of [EPISODE_STATE, BUDGET_REMAINING]) this.registry.removeSingleMetric(name);
+    for (const name of [EPISODE_STATE, BUDGET_REMAINING, WAITING]) this.registry.removeSingleMetric(name);
   }
 }

@@ -43,7 +43,16 @@ export interface DrainRebooter {
     result: ActionResult;
     /** Why, in one sentence, for logs, `/status` and events. */
     detail: string;
+    /** Refused or failed before any reboot: worth retrying while the trigger persists. */
+    retry?: boolean;
   }>;
+  /**
+   * Whether a container runtime may be restarted now (with Kubernetes access: the storm guard). Absent:
+   * always. Never throws.
+   */
+  runtimeRestartAllowed?(): Promise<{ ok: boolean; detail: string }>;
+  /** Why it waits without progress (e.g. recovery with the API unreachable), for a metric; null when not. */
+  waiting?(): string | null;
 }
 
 /** What the ladder knows about a systemd unit it may restart (from `systemctl show`). */
@@ -83,6 +92,11 @@ export interface ActionOutcome {
    * intent) and the outcome was judged afterwards from the unit's start time or the boot id.
    */
   inferred?: boolean;
+  /**
+   * The step was refused or failed before doing anything (slot busy, storm guard, API error): try it
+   * again after a backoff while its trigger persists, instead of moving on. Nothing is spent.
+   */
+  retry?: boolean;
 }
 
 /** Ladder steps (remediations/config.ts `StepName`) resolved to what they act on. */
@@ -121,9 +135,11 @@ export type EpisodeState = 'active' | 'recovered' | 'exhausted' | 'abandoned';
  * - `due`: the step at `stepIndex` is to be decided now;
  * - `acting`: its action was ordered (intent written) and has no outcome yet;
  * - `settling`: the step is done; at `judgeAt` the triggers are judged (recovered, or the next step);
- * - `deferred`: the step's unit (re)started less than `settle` ago; at `judgeAt` the step is reconsidered.
+ * - `deferred`: the step's unit (re)started less than `settle` ago; at `judgeAt` the step is reconsidered;
+ * - `retrying`: the step was refused (reboot slot busy, storm guard) or failed on an API error before
+ *   it did anything; at `judgeAt` (backoff) it is taken again if its trigger persists.
  */
-export type EpisodePhase = 'due' | 'acting' | 'settling' | 'deferred';
+export type EpisodePhase = 'due' | 'acting' | 'settling' | 'deferred' | 'retrying';
 
 /** One run of the ladder, from a trigger's problem to recovery or exhaustion. */
 export interface Episode {
@@ -149,6 +165,8 @@ export interface Episode {
   judgeAt: number | null;
   /** The step already deferred once because its unit had just started; a second deferral skips it. */
   deferred: import('./config.js').StepName | null;
+  /** How often the current step was refused and is being retried (backoff doubles each time). */
+  retries?: number;
   state: EpisodeState;
   endedAt?: number;
   /** Why it ended, one sentence. */

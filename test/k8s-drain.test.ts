@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { CORDON_TOKEN, CORDONED_BY } from '../remediations/kubernetes/cordon.js';
 import { makeNode, makePod } from './fake-apiserver/fixtures.js';
-import { agentlet, startCluster, type Cluster } from './fake-apiserver/harness.js';
+import { agentlet, startCluster, until, type Cluster } from './fake-apiserver/harness.js';
 import type { K8sObject } from './fake-apiserver/server.js';
 
 const SELF = 'worker-1';
@@ -71,12 +71,18 @@ t.test('a 110-pod drain: the right pods evicted, deleted and left, PDB 429s retr
   const c = await startCluster(t, { msPerGraceSecond: 50, recreate: recreateStatefulSet });
   const p = populate110(c);
   t.equal(c.fake.podsOn(SELF).length, 110);
-  const allowAt = Date.now() + 3000;
+  // The PDB refuses until every one of its pods has been refused once (waited on, not timed).
+  let allowAt = Number.MAX_SAFE_INTEGER;
   c.fake.pdbs = [{ namespace: 'data', name: 'db', matchLabels: { app: 'db' }, blockedUntil: allowAt }];
   const a = agentlet(c, SELF, { drain: { deleteEmptyDirData: true, force: true, timeout: '60s' } });
   t.teardown(() => a.controller.stop());
+  const unblock = until(() => p.pdb.every((pod) => evictions(c).some((e) => e.pod === pod && e.status === 429)), 60_000, 20).then(() => {
+    allowAt = Date.now();
+    c.fake.pdbs = [{ namespace: 'data', name: 'db', matchLabels: { app: 'db' }, blockedUntil: allowAt }];
+  });
 
   const r = await a.controller.run({ episodeId: 'ep-110', reason: 'PLEGUnhealthy for 5m, restarts did not help', dryRun: false });
+  await unblock;
   t.equal(r.result, 'success', r.detail);
   t.comment(r.drain?.summary);
 
@@ -215,7 +221,9 @@ t.test('emptyDir and unmanaged pods without the drain options: refused before an
   t.equal(r.refusedBy?.guard, 'drain-plan');
   t.match(r.detail, /emptyDir volumes \(.*remediation\.drain\.deleteEmptyDirData.*\): default\/cache-0;/);
   t.match(r.detail, /no controller \(.*remediation\.drain\.force.*\): default\/debug$/);
-  t.notOk(c.fake.requests.some((x) => x.method !== 'GET' && !x.path.endsWith('/events')), 'no write but the event');
+  // The guards run while holding the reboot slot: the only writes are the slot taken and given back, and the event.
+  t.same(c.fake.requests.filter((x) => x.method !== 'GET' && !x.path.endsWith('/events')).map((x) => `${x.method} ${x.path.split('/').at(-2)}`), ['POST namespaces', 'PUT leases'], 'no write but the slot, taken and given back, and the event');
+  t.notOk(c.fake.leases.get('kube-system/nodemedic-reboot-0')!.spec.holderIdentity, 'the slot is free again');
   t.equal(c.fake.events.length, 1);
   t.equal(c.fake.events[0]!.reason, 'NodemedicGuardRefused');
   t.equal(c.fake.podsOn(SELF).length, 3);

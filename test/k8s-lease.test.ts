@@ -1,30 +1,37 @@
 /**
  * Cluster-wide reboot concurrency with coordination.k8s.io/v1 Leases: racing agents, at most
  * `maxConcurrentReboots` proceed; a holder that is killed (a real process, SIGKILL) blocks the others
- * only until its Lease expires.
+ * until they have seen its Lease unchanged for its whole duration (`slotExpiry`), by their own
+ * monotonic clocks: no clock step, here or on the holder, shortens that.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { pino } from 'pino';
-import { systemClock } from '../platform/clock.js';
-import { RebootLease } from '../remediations/kubernetes/lease.js';
+import { ManualClock, systemClock } from '../platform/clock.js';
+import { RebootLease, type LeaseOptions } from '../remediations/kubernetes/lease.js';
 import { makeNode, makePod } from './fake-apiserver/fixtures.js';
 import { agentlet, sleep, spawnCli, startCluster, until, writeNodeConfigFile } from './fake-apiserver/harness.js';
 import { requireComponent } from './helpers/require.js';
 
 const silent = pino({ level: 'silent' });
 
+function mkLease(o: Partial<LeaseOptions> & Pick<LeaseOptions, 'api' | 'namespace' | 'identity'>): RebootLease {
+  return new RebootLease({ slots: 1, expiryMs: 1000, renewEveryMs: 300, renewDeadlineMs: 1000, clock: systemClock, logger: silent, retryMs: 50, ...o });
+}
+
 t.test('raw Lease races: creation and takeover of an expired Lease each have exactly one winner', async (t) => {
   const c = await startCluster(t);
   for (let round = 0; round < 4; round++) {
     const ns = `race-${round}`;
-    const leases = ['a', 'b', 'c'].map((id) => new RebootLease({ api: c.access.api, namespace: ns, slots: 1, identity: id, durationMs: 1000, clock: systemClock, logger: silent }));
+    const leases = ['a', 'b', 'c'].map((id) => mkLease({ api: c.access.api, namespace: ns, identity: id }));
     const got = await Promise.all(leases.map((l) => l.acquire()));
     t.equal(got.filter((g) => g.ok).length, 1, `round ${round}: one creator wins`);
     const winner = leases.find((l, i) => got[i]!.ok)!;
     winner.stopRenewing();
-    // Let it expire without renewal, then all three race the takeover (update with a resourceVersion).
+    // Let it stand unchanged for its duration, as the two others watch it, then all three race the
+    // takeover (update with a resourceVersion).
+    await Promise.all(leases.map((l) => l.heldSlots()));
     await sleep(1100);
     const again = await Promise.all(leases.map((l) => l.acquire()));
     t.equal(again.filter((g) => g.ok).length, 1, `round ${round}: one taker wins the expired lease`);
@@ -63,7 +70,7 @@ t.test('three agents race for one Lease: at most one drains and reboots; with ma
   }
 });
 
-t.test('a Lease holder killed with SIGKILL blocks the others only until its Lease expires', async (t) => {
+t.test('a Lease holder killed with SIGKILL blocks the others until they have seen its Lease unchanged for slotExpiry', async (t) => {
   if (!existsSync(new URL('../dist/agent/cli.js', import.meta.url))) {
     if (!(await requireComponent(t, 'the built CLI (npm run build)', ['__nodemedic_dist_missing__'], false))) return;
   }
@@ -75,23 +82,23 @@ t.test('a Lease holder killed with SIGKILL blocks the others only until its Leas
   c.fake.addPod(makePod({ name: 'web-b', node: 'worker-b' }));
   // worker-a's drain can never finish: the holder sits in its drain, renewing the Lease, until killed.
   c.fake.pdbs = [{ namespace: 'default', name: 'db', matchLabels: { app: 'db' }, never: true }];
-  const leaseSeconds = 3;
-  const common = { leaseDuration: `${leaseSeconds}s`, maxUnhealthyNodes: 3, drain: { timeout: '10m' } };
+  const expirySeconds = 3;
+  const common = { leaseDuration: '1s', slotExpiry: `${expirySeconds}s`, recovery: { timeout: '1s' }, maxUnhealthyNodes: 3, drain: { timeout: '10m' } };
   const cfgA = writeNodeConfigFile(c, 'worker-a', common);
   const holder = spawnCli(t, ['reboot', '--config', cfgA.path, '--reason', 'lease holder test']);
-  await until(() => c.fake.requests.some((r) => r.path.endsWith('/pods/db-0/eviction')), 30_000).catch(() => {
+  await until(() => c.fake.requests.some((r) => r.path.endsWith('/pods/db-0/eviction')), 120_000).catch(() => {
     throw new Error(`worker-a never started draining:\n${holder.output()}`);
   });
   const leaseKey = 'kube-system/nodemedic-reboot-0';
   t.equal(c.fake.leases.get(leaseKey)?.spec.holderIdentity, 'worker-a', 'the CLI process holds the lease');
+  t.equal(c.fake.leases.get(leaseKey)?.spec.leaseDurationSeconds, expirySeconds, 'its duration is slotExpiry, not leaseDuration');
   // Let it renew at least once, so we see a live holder renewing.
   const firstRenew = c.fake.leases.get(leaseKey)!.spec.renewTime;
   await until(() => c.fake.leases.get(leaseKey)!.spec.renewTime !== firstRenew, 5000);
   holder.proc.kill('SIGKILL');
   const { signal } = await holder.exited;
   t.equal(signal, 'SIGKILL');
-  const lastRenew = Date.parse(c.fake.leases.get(leaseKey)!.spec.renewTime);
-  const expiry = lastRenew + leaseSeconds * 1000;
+  const lastChange = Date.now();
 
   const b = agentlet(c, 'worker-b', common);
   t.teardown(() => b.controller.stop());
@@ -101,19 +108,62 @@ t.test('a Lease holder killed with SIGKILL blocks the others only until its Leas
     attempts.push({ at: Date.now(), result: r.result });
     if (r.result === 'success') break;
     t.equal(r.refusedBy?.guard, 'lease', `refused by the lease while it is valid: ${r.detail}`);
-    if (Date.now() > expiry + 10_000) throw new Error('worker-b never got the expired lease');
+    if (Date.now() > lastChange + 30_000) throw new Error('worker-b never got the expired lease');
     await sleep(250);
   }
+  const firstSeen = attempts.length ? attempts[0]!.at : Date.now();
   const refusals = attempts.filter((a) => a.result !== 'success');
-  t.ok(refusals.length >= 2, `worker-b was refused while the dead holder's lease was valid (${refusals.length} times)`);
-  t.ok(refusals.every((a) => a.at < expiry + 1000), 'refusals only before the expiry');
+  t.ok(refusals.length >= 2, `worker-b was refused while it had not yet seen the lease stand still for slotExpiry (${refusals.length} times)`);
   const won = attempts.at(-1)!.at;
-  t.ok(won >= expiry, `worker-b proceeded only after the expiry (${won - expiry}ms after it)`);
-  t.ok(won < expiry + 3000, 'and soon after it: the dead holder blocked the fleet at most its lease duration');
-  const lease = c.fake.leases.get(leaseKey)!;
-  t.equal(lease.spec.holderIdentity, 'worker-b');
-  t.equal(lease.spec.leaseTransitions, 1, 'a transition recorded');
+  t.ok(won >= lastChange + expirySeconds * 1000, `worker-b proceeded only after slotExpiry without a change (${won - lastChange}ms after the last one)`);
+  t.ok(won < firstSeen + expirySeconds * 1000 + 5000, 'and soon after it: the dead holder blocked the fleet at most its slotExpiry');
+  const l = c.fake.leases.get(leaseKey)!;
+  t.equal(l.spec.holderIdentity, 'worker-b');
+  t.equal(l.spec.leaseTransitions, 1, 'a transition recorded');
   t.equal(b.host.reboots, 1);
   t.notOk(existsSync(cfgA.commandsFile) && readFileSync(cfgA.commandsFile, 'utf8').includes('reboot'), 'the killed holder never rebooted');
   t.ok(existsSync(join(cfgA.stateDir, 'drain-reboot.json')), 'the killed holder left its plan for its restart');
+});
+
+t.test('clock steps never shorten a hold: expiry is judged on the observer monotonic clock from the last change it saw', async (t) => {
+  const c = await startCluster(t);
+  const wallA = new ManualClock(Date.now());
+  const wallB = new ManualClock(Date.now());
+  let monoB = 0;
+  const a = mkLease({ api: c.access.api, namespace: 'clock', identity: 'a', clock: wallA, expiryMs: 10_000 });
+  const b = mkLease({ api: c.access.api, namespace: 'clock', identity: 'b', clock: wallB, expiryMs: 10_000, monotonic: () => monoB });
+  t.ok((await a.acquire()).ok, 'a holds the slot');
+  // b's wall clock steps forward 2 h: by renewTime + duration the Lease would look long expired.
+  wallB.advance(2 * 3600_000);
+  const first = await b.acquire();
+  t.notOk(first.ok, 'no takeover after a forward step of the observer clock');
+  t.match(first.ok ? '' : first.detail, /held by a \(taken over only if it stays unchanged for 10s more\)/);
+  // The holder's clock steps back 1 h and it renews: its renewTime is in the past; b sees a change.
+  wallA.advance(-3600_000);
+  monoB += 9_000;
+  t.equal(await a.renew(), 'renewed');
+  t.notOk((await b.acquire()).ok, 'a renewal with a backdated renewTime is still a change: the countdown restarts');
+  monoB += 9_999;
+  t.notOk((await b.acquire()).ok, 'still within its duration since the change b saw');
+  monoB += 2;
+  const taken = await b.acquire();
+  t.ok(taken.ok, 'taken over once b has seen it unchanged for the whole duration');
+  t.equal(c.fake.leases.get('clock/nodemedic-reboot-0')!.spec.holderIdentity, 'b');
+});
+
+t.test('renewal retries transient errors within its deadline; only a lasting outage or another holder loses the slot', async (t) => {
+  const c = await startCluster(t);
+  const a = mkLease({ api: c.access.api, namespace: 'renew', identity: 'a', renewDeadlineMs: 3000 });
+  t.ok((await a.acquire()).ok);
+  // One 503 and one 429 on the Lease: retried, not the end of a drain (issue 11, item 6).
+  let failures = 2;
+  c.fake.inject = (method, path) => (path.includes('/leases/') && failures-- > 0 ? (failures === 1 ? 503 : 429) : undefined);
+  t.equal(await a.renew(), 'renewed', 'renewed after two transient errors');
+  c.fake.inject = undefined;
+  t.ok(c.fake.requests.some((r) => r.status === 503 && r.path.includes('/leases/')) && c.fake.requests.some((r) => r.status === 429 && r.path.includes('/leases/')), 'both errors were met');
+  c.fake.fault = 'unavailable';
+  const t0 = Date.now();
+  t.equal(await a.renew(), 'lost', 'a lasting outage: lost once the deadline passed');
+  t.ok(Date.now() - t0 >= 2500, `not before its deadline (${Date.now() - t0}ms)`);
+  c.fake.fault = 'none';
 });

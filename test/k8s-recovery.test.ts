@@ -54,7 +54,7 @@ t.test('a new boot id: recovery, then uncordon and Lease release once checks are
   t.notOk(node.metadata.annotations?.[CORDONED_BY], 'our mark is gone');
   t.notOk(lease().spec.holderIdentity, 'lease released');
   t.notOk(existsSync(join(after.config.stateDir, 'drain-reboot.json')), 'plan removed');
-  t.same(after.ends, [{ episodeId: 'ep-1', outcome: 'recovered', detail: `${SELF} recovered after the reboot (uncordoned, released the reboot lease)` }]);
+  t.same(after.ends, [{ episodeId: 'ep-1', outcome: 'recovered', detail: `${SELF} recovered after the reboot (uncordoned ${SELF}, released the reboot lease)` }]);
   t.same(c.fake.events.slice(-3).map((e) => e.reason), ['NodemedicRebooted', 'NodemedicUncordon', 'NodemedicRecovered']);
   t.same(after.actions, [{ action: 'uncordon', result: 'success' }]);
   const cond = (type: string) => (c.fake.node(SELF).status.conditions as any[]).find((x) => x.type === type);
@@ -94,7 +94,7 @@ t.test("an administrator's cordon is never undone", async (t) => {
     await after.controller.afterSweep(healthy());
     await until(() => after.ends.length === 1, 3000);
     t.equal(after.ends[0]!.outcome, 'recovered');
-    t.match(after.ends[0]!.detail, /left cordoned: it was cordoned by an administrator/);
+    t.match(after.ends[0]!.detail, /left worker-1 cordoned: it was cordoned by an administrator/);
     t.equal(c.fake.node(SELF).spec.unschedulable, true, 'still cordoned');
     t.notOk(c.fake.leases.get('kube-system/nodemedic-reboot-0')!.spec.holderIdentity, 'the lease is released all the same');
     t.notOk(c.fake.requests.some((r) => r.method === 'PATCH' && r.path === `/api/v1/nodes/${SELF}`), 'the node object was never patched');
@@ -121,7 +121,7 @@ t.test("an administrator's cordon is never undone", async (t) => {
     await after.controller.onStartup();
     await after.controller.afterSweep(healthy());
     await until(() => after.ends.length === 1, 3000);
-    t.match(after.ends[0]!.detail, /left cordoned: the cordon mark is no longer ours/);
+    t.match(after.ends[0]!.detail, /left worker-1 cordoned: its cordon mark is no longer ours/);
     t.equal(c.fake.node(SELF).spec.unschedulable, true);
   });
   t.test('a cordon by someone else racing ours: the conflict makes us look again and not claim it', async (t) => {
@@ -160,7 +160,7 @@ t.test('not healthy within recovery.timeout: stays cordoned, a condition and an 
   t.equal(c.fake.node(SELF).metadata.annotations[CORDONED_BY], `agent/${SELF}`, 'with its owner mark');
   const ev = c.fake.events.find((e) => e.reason === 'NodemedicRecoveryFailed')!;
   t.equal(ev.type, 'Warning');
-  t.match(ev.message, /not healthy 1s after the reboot \(kubelet: KubeletDown\); it stays cordoned and no second reboot/);
+  t.match(ev.message, /not healthy for 1s of judged time after the reboot \(kubelet: KubeletDown\); it stays cordoned and no second reboot/);
   const conds = c.fake.node(SELF).status.conditions as any[];
   t.match(conds.find((x) => x.type === 'RebootRequired'), { status: 'True', reason: 'RecoveryFailed', message: /kubelet: KubeletDown/ });
   t.match(conds.find((x) => x.type === 'KubeletUnhealthy'), { status: 'True', reason: 'KubeletDown' });

@@ -27,6 +27,11 @@ export type CordonOutcome =
   | { state: 'cordoned'; node: V1Node }
   /** It was already cordoned with this very token (a resumed plan). */
   | { state: 'already-ours'; node: V1Node }
+  /**
+   * It was cordoned with our own `by` mark but another token: a cordon of ours whose plan was lost (a
+   * PATCH the server applied after we gave up on it). It carries our token now and is ours to undo.
+   */
+  | { state: 'adopted'; node: V1Node }
   /** Someone else cordoned it (an administrator, or another nodemedic mark): we must never uncordon it. */
   | { state: 'already-cordoned'; by: string; node: V1Node };
 
@@ -56,8 +61,9 @@ export async function cordon(api: KubeApi, name: string, mark: CordonMark): Prom
     if (node.spec?.unschedulable) {
       const cur = markOf(node);
       if (cur.token === mark.token) return { state: 'already-ours', node };
-      return { state: 'already-cordoned', by: cordonedBy(node), node };
+      if (cur.by !== mark.by) return { state: 'already-cordoned', by: cordonedBy(node), node };
     }
+    const adopting = !!node.spec?.unschedulable;
     try {
       const patched = await api.patchNode(name, {
         metadata: {
@@ -66,7 +72,7 @@ export async function cordon(api: KubeApi, name: string, mark: CordonMark): Prom
         },
         spec: { unschedulable: true },
       });
-      return { state: 'cordoned', node: patched };
+      return { state: adopting ? 'adopted' : 'cordoned', node: patched };
     } catch (e) {
       if (isStatus(e, 409) && attempt < CONFLICT_RETRIES) continue;
       throw e;

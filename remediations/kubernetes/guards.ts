@@ -24,31 +24,42 @@ export function isCordonedByNodemedic(node: V1Node): boolean {
 }
 
 /**
- * The most other nodes that may be unhealthy: a count, or a percentage of all nodes (rounded down).
+ * How many nodes may be out at once, this one included. A count (`maxUnhealthyNodes: 2`) is the most
+ * *other* nodes that may be out, so this one makes it count + 1. A percentage is of all nodes, this one
+ * included, rounded down but never below one (this node alone, else a small cluster could never heal):
+ * `10%` of 10–19 nodes is 1 — this node and no other (issue 11: it used to let one more through).
  * `maxUnhealthyNodes` is validated by the config schema; anything else here is a bug, so it throws.
  */
-export function unhealthyLimit(max: number | string, total: number): number {
-  if (typeof max === 'number') return max;
+export function outLimit(max: number | string, total: number): number {
+  if (typeof max === 'number') return max + 1;
   const m = /^(\d{1,3})%$/.exec(max);
   if (!m) throw new RangeError(`remediation.maxUnhealthyNodes: not a count or a percentage: ${JSON.stringify(max)}`);
-  return Math.floor((Number(m[1]) * total) / 100);
+  return Math.max(1, Math.floor((Number(m[1]) * total) / 100));
+}
+
+/** The most other nodes that may be unhealthy while this one goes out. */
+export function unhealthyLimit(max: number | string, total: number): number {
+  return outLimit(max, total) - 1;
 }
 
 /**
- * Storm guard: when more than `maxUnhealthyNodes` of the other nodes are NotReady or already cordoned
- * by nodemedic, something cluster-wide is wrong (a control-plane outage makes every node look NotReady)
- * and taking one more node out would make it worse. This node is not counted: it being unhealthy is why
- * we are here.
+ * Storm guard: when more than `maxUnhealthyNodes` of the other nodes are out — NotReady, cordoned by
+ * nodemedic, or holding a reboot slot (draining, rebooting or recovering, whatever their Node says) —
+ * something cluster-wide is wrong (a control-plane outage makes every node look NotReady) and taking
+ * one more node out would make it worse. This node is not counted among the others: it being unhealthy
+ * is why we are here. `slotHolders`: the holders of reboot Leases (node names).
  */
-export function stormGuard(nodes: readonly V1Node[], self: string, max: number | string): GuardVerdict {
+export function stormGuard(nodes: readonly V1Node[], self: string, max: number | string, slotHolders: readonly string[] = []): GuardVerdict {
   const others = nodes.filter((n) => n.metadata?.name !== self);
   const notReady = others.filter((n) => !isReady(n)).map((n) => n.metadata?.name ?? '?');
   const cordoned = others.filter((n) => isReady(n) && isCordonedByNodemedic(n)).map((n) => n.metadata?.name ?? '?');
-  const unhealthy = notReady.length + cordoned.length;
+  const counted = new Set([...notReady, ...cordoned]);
+  const holding = [...new Set(slotHolders)].filter((h) => h !== self && !counted.has(h));
+  const unhealthy = notReady.length + cordoned.length + holding.length;
   const limit = unhealthyLimit(max, nodes.length);
-  const what = `${unhealthy} of the ${others.length} other nodes are NotReady or cordoned by nodemedic` +
-    (unhealthy ? ` (NotReady: ${notReady.join(', ') || 'none'}; cordoned by nodemedic: ${cordoned.join(', ') || 'none'})` : '');
-  const rule = `remediation.maxUnhealthyNodes is ${JSON.stringify(max)}, i.e. at most ${limit} of ${nodes.length} nodes`;
+  const what = `${unhealthy} of the ${others.length} other nodes are NotReady, cordoned by nodemedic or holding a reboot slot` +
+    (unhealthy ? ` (NotReady: ${notReady.join(', ') || 'none'}; cordoned by nodemedic: ${cordoned.join(', ') || 'none'}; holding a slot: ${holding.join(', ') || 'none'})` : '');
+  const rule = `remediation.maxUnhealthyNodes is ${JSON.stringify(max)}, i.e. at most ${limit + 1} of ${nodes.length} nodes out, this one included`;
   if (unhealthy > limit) return { ok: false, guard: 'storm', detail: `storm guard: ${what}; ${rule}` };
   return { ok: true, detail: `storm guard: ${what}; ${rule}` };
 }

@@ -17,7 +17,10 @@ export type PlanPhase =
   | 'rebooting'
   /** Booted again; waiting for the checks to be ok and the Node Ready. */
   | 'recovering'
-  /** Not healthy within `recovery.timeout`: the node stays cordoned and no second reboot is tried. */
+  /**
+   * Judged bad for `recovery.timeout` of time in which the API answered (see recovery.ts): the node
+   * stays cordoned and no second reboot is tried.
+   */
   | 'recovery-failed';
 
 export interface RebootPlan {
@@ -44,7 +47,14 @@ export interface RebootPlan {
   };
   drainSummary?: string;
   rebootIssuedAt?: string;
-  recovery?: { bootId: string; since: string; deadline: string };
+  recovery?: {
+    bootId: string;
+    since: string;
+    /** Informational: `since` + `recovery.timeout`. The timeout is judged on `judgedMs`, not on this. */
+    deadline: string;
+    /** Time (ms) in which the API answered and the checks were judged, and were bad. Absent in old plans: 0. */
+    judgedMs?: number;
+  };
   /** Why the episode ended badly, for `recovery-failed`. */
   failure?: string;
 }

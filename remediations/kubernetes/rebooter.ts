@@ -1,26 +1,31 @@
 /**
- * The runbook's last resort, done by the node for itself: guards, reboot Lease, cordon (with an owner
- * mark), drain, persist the plan, `systemctl reboot`; after the boot, wait for health, uncordon (only
- * our own cordon) and release the Lease. A failed drain rolls back. Every step writes the plan first,
- * so an agent killed anywhere finishes or undoes the work on its next start.
+ * The runbook's last resort, done by the node for itself, in kured's parts: the lock (lease.ts, a
+ * reboot slot held from before the cordon until after the uncordon, across the reboot), the blockers
+ * (guards.ts, blockers.ts: run while holding the slot), the drainer (cordon.ts, drain.ts), the reboot
+ * (here), recovery after the boot (recovery.ts) and one undo routine (undo.ts: uncordon-if-ours, then
+ * release). Every step writes the plan (plan.ts) first, so an agent killed anywhere finishes or undoes
+ * the work on its next start.
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Clock } from '../../platform/clock.js';
 import type { RemediationConfig as Config } from '../config.js';
-import { parseDuration } from '../../platform/duration.js';
+import { formatDuration, parseDuration } from '../../platform/duration.js';
 import type { Host } from '../../platform/host.js';
 import type { CheckResult } from '../../checks/types.js';
 import type { ActionName, ActionRecorder, ActionResult, DrainRebooter } from '../types.js';
 import type { KubeAccess, KubeApi } from '../../platform/kube-client.js';
+import { checkBlockers, stormOnly } from './blockers.js';
 import { ConditionPublisher, desiredConditions, type RebootState } from './conditions.js';
-import { cordon, CORDONED_BY, markOf, uncordon } from './cordon.js';
+import { cordon, CORDONED_BY, markOf } from './cordon.js';
 import { drainPods, type DrainOutcome, type DrainProgress } from './drain.js';
 import { EventRecorder, type NodeEvent } from './events.js';
-import { capacityGuard, isReady, stormGuard, windowGuard, type GuardVerdict } from './guards.js';
-import { RebootLease } from './lease.js';
+import { isReady, windowGuard, type GuardVerdict } from './guards.js';
+import { monotonicNow, RebootLease, type Monotonic } from './lease.js';
 import { PlanExistsError, PlanStore, type RebootPlan } from './plan.js';
-import { describeBlocked, planPods, type DrainPodPlan } from './pods.js';
+import { planPods, describeBlocked } from './pods.js';
+import { checksOk, lookAtRecovery, type NodeLook } from './recovery.js';
+import { undo, type UndoDeps } from './undo.js';
 
 export const BOOT_ID_PATH = '/proc/sys/kernel/random/boot_id';
 
@@ -34,6 +39,10 @@ export interface Tuning {
   recoveryPollMs?: number;
   /** How long `systemctl reboot` may take to return. Default 60 s. */
   rebootCommandTimeoutMs?: number;
+  /** Least time between two looks for an orphan cordon of ours. Default 30 s. */
+  orphanCheckMs?: number;
+  /** The clock for in-process intervals (Lease observation, recovery time). Default `performance.now()`. */
+  monotonic?: Monotonic;
 }
 
 /** How an episode's drain-reboot ended, for the ladder's records. */
@@ -51,7 +60,7 @@ export interface DrainRebootDeps {
   recordAction: ActionRecorder;
   /** Kubernetes access; undefined: none (then only `rebootWithoutDrain` can reboot). */
   kube: KubeAccess | undefined;
-  /** Reads the current boot id; default `/proc/sys/kernel/random/boot_id` through the host. */
+  /** Reads the current boot id; default `remediation.bootIdFile` through the host. */
   readBootId?: () => Promise<string>;
   tuning?: Tuning;
   /** Told when a drain-reboot episode ends after a boot or a rollback. */
@@ -76,7 +85,11 @@ export interface DrainRebootResult {
   /** Which guard refused, when one did. */
   refusedBy?: GuardVerdict & { ok: false };
   drain?: DrainOutcome;
+  /** Worth trying again later while the trigger persists (refused, or failed before any reboot). */
+  retry?: boolean;
 }
+
+const DRAINING = new Set(['leasing', 'cordoning', 'draining']);
 
 export class DrainRebootController implements DrainRebooter {
   private readonly api: KubeApi | undefined;
@@ -86,6 +99,7 @@ export class DrainRebootController implements DrainRebooter {
   private readonly lease: RebootLease | undefined;
   private readonly node: string;
   private readonly logger: Logger;
+  private readonly mono: Monotonic;
   private inflight: Promise<unknown> | undefined;
   private drainAbort: AbortController | undefined;
   private recoveryTimer: NodeJS.Timeout | undefined;
@@ -95,23 +109,33 @@ export class DrainRebootController implements DrainRebooter {
   private planCache: RebootPlan | undefined;
   private planError: string | undefined;
   private stopped = false;
+  /** Why recovery is waiting without counting time (API unreachable, checks unknown); null when not. */
+  private recoveryWaiting: string | null = null;
+  private lastRecoveryLook: number | undefined;
+  private lastOrphanCheck = -Infinity;
 
   constructor(private readonly d: DrainRebootDeps) {
     this.node = d.config.nodeName;
     this.logger = d.logger;
+    this.mono = d.tuning?.monotonic ?? monotonicNow;
     this.store = new PlanStore(d.config.stateDir);
     this.api = d.kube?.api;
     if (this.api) {
       this.events = new EventRecorder(this.api, { name: this.node }, d.clock, d.logger, d.component ?? 'nodemedic');
       this.conditions = new ConditionPublisher(this.api, this.node, d.clock, d.logger, { heartbeatMs: parseDuration(d.config.kubernetes.conditionHeartbeat ?? '5m') });
+      const leaseDuration = parseDuration(d.config.remediation.leaseDuration);
       this.lease = new RebootLease({
         api: this.api,
         namespace: d.config.remediation.leaseNamespace,
         slots: d.config.remediation.maxConcurrentReboots,
         identity: this.node,
-        durationMs: parseDuration(d.config.remediation.leaseDuration),
+        expiryMs: parseDuration(d.config.remediation.slotExpiry),
+        renewEveryMs: Math.floor(leaseDuration / 3),
+        renewDeadlineMs: leaseDuration,
         clock: d.clock,
+        monotonic: this.mono,
         logger: d.logger,
+        retryMs: Math.min(1000, Math.max(50, Math.floor(leaseDuration / 10))),
       });
     }
   }
@@ -122,7 +146,7 @@ export class DrainRebootController implements DrainRebooter {
 
   private async readBootId(): Promise<string> {
     if (this.d.readBootId) return (await this.d.readBootId()).trim();
-    return (await this.d.host.readFile(BOOT_ID_PATH, 4096)).trim();
+    return (await this.d.host.readFile(this.r.bootIdFile || BOOT_ID_PATH, 4096)).trim();
   }
 
   private iso(): string {
@@ -142,6 +166,10 @@ export class DrainRebootController implements DrainRebooter {
     }
   }
 
+  private get undoDeps(): UndoDeps {
+    return { api: this.api, node: this.node, lease: this.lease, store: this.store, logger: this.logger, event: (e) => this.event(e), action: (n, r) => this.action(n, r) };
+  }
+
   private async savePlan(plan: RebootPlan): Promise<void> {
     plan.updatedAt = this.iso();
     await this.store.update(plan);
@@ -149,22 +177,37 @@ export class DrainRebootController implements DrainRebooter {
   }
 
   /** The ladder's entry point; never throws. */
-  async requestDrainReboot(req: { episodeId: string; reason: string; dryRun: boolean }): Promise<{ result: ActionResult; detail: string }> {
+  async requestDrainReboot(req: { episodeId: string; reason: string; dryRun: boolean }): Promise<{ result: ActionResult; detail: string; retry?: boolean }> {
     const r = await this.run(req);
-    return { result: r.result, detail: r.detail };
+    return { result: r.result, detail: r.detail, ...(r.retry ? { retry: true } : {}) };
+  }
+
+  /**
+   * Whether a container runtime may be restarted now: with Kubernetes access, only when the storm guard
+   * passes (a cluster-wide cause must not restart every node's runtime at once). Never throws.
+   */
+  async runtimeRestartAllowed(): Promise<{ ok: boolean; detail: string }> {
+    if (!this.api || !this.lease) return { ok: true, detail: 'no Kubernetes access: no storm guard' };
+    const v = await stormOnly(this.api, this.lease, this.node, this.r);
+    return { ok: v.ok, detail: v.detail };
+  }
+
+  /** Why the drain-reboot side is waiting without making progress, for the ladder's metric; null when not. */
+  waiting(): string | null {
+    return this.recoveryWaiting ? 'recovery-unknown' : null;
   }
 
   /** The whole drain-reboot with details (the CLI prints them); never throws. */
   async run(req: DrainRebootRequest): Promise<DrainRebootResult> {
-    if (this.inflight) return this.finish({ result: 'skipped', detail: 'a drain-reboot is already running in this agent' });
-    if (this.stopped) return this.finish({ result: 'skipped', detail: 'the agent is stopping' });
+    if (this.inflight) return this.finish({ result: 'skipped', detail: 'a drain-reboot is already running in this agent', retry: true });
+    if (this.stopped) return this.finish({ result: 'skipped', detail: 'the agent is stopping', retry: true });
     const p = this.runUnlocked(req).catch(async (e: unknown): Promise<DrainRebootResult> => {
       this.logger.error({ err: e }, 'drain-reboot failed unexpectedly');
       const why = `unexpected error: ${(e as Error).message}`;
       const plan = this.planCache;
       // A cordon or Lease taken before the error must not outlive it.
-      if (plan && (plan.phase === 'leasing' || plan.phase === 'cordoning' || plan.phase === 'draining')) return this.rollback(plan, why, 'failure');
-      return { result: 'failure', detail: why };
+      if (plan && DRAINING.has(plan.phase)) return this.rollback(plan, why, 'failure');
+      return { result: 'failure', detail: why, retry: true };
     });
     this.inflight = p;
     try {
@@ -188,6 +231,13 @@ export class DrainRebootController implements DrainRebooter {
     }
   }
 
+  private async refuse(req: DrainRebootRequest, v: GuardVerdict & { ok: false }): Promise<DrainRebootResult> {
+    this.rebootState = { required: true, reason: 'RebootRefused', message: `a reboot is needed (${req.reason}) but ${v.detail}` };
+    await this.event({ reason: 'NodemedicGuardRefused', type: 'Warning', message: `refused to drain and reboot (${req.reason}): ${v.detail}` });
+    this.action('drain', 'skipped');
+    return { result: 'skipped', detail: `refused: ${v.detail}`, refusedBy: v, retry: true };
+  }
+
   private async runUnlocked(req: DrainRebootRequest): Promise<DrainRebootResult> {
     let existing: RebootPlan | undefined;
     try {
@@ -196,52 +246,38 @@ export class DrainRebootController implements DrainRebooter {
       return { result: 'skipped', detail: `cannot read the drain-reboot plan: ${(e as Error).message}` };
     }
     if (existing) {
-      const detail =
-        existing.phase === 'recovery-failed'
-          ? `a previous reboot (episode ${existing.episodeId}) did not recover: ${existing.failure ?? ''}; no second reboot until an operator runs \`nodemedic uncordon\``
-          : `a drain-reboot is already in flight (episode ${existing.episodeId}, phase ${existing.phase})`;
-      return { result: 'skipped', detail };
+      this.planCache = existing;
+      if (existing.phase === 'recovery-failed') {
+        return { result: 'skipped', detail: `a previous reboot (episode ${existing.episodeId}) did not recover: ${existing.failure ?? ''}; no second reboot until an operator runs \`nodemedic uncordon\`` };
+      }
+      return { result: 'skipped', detail: `a drain-reboot is already in flight (episode ${existing.episodeId}, phase ${existing.phase})`, retry: true };
     }
-    if (!this.api) return this.withoutKubernetes(req);
+    if (!this.api || !this.lease) return this.withoutKubernetes(req);
     this.rebootState = { required: true, reason: 'DrainRebootRequested', message: `nodemedic requested a drain and reboot: ${req.reason}` };
     const api = this.api;
+    const lease = this.lease;
 
-    // ---- guards, read-only, each failing closed ----
-    const refuse = async (v: GuardVerdict & { ok: false }): Promise<DrainRebootResult> => {
-      this.rebootState = { required: true, reason: 'RebootRefused', message: `a reboot is needed (${req.reason}) but ${v.detail}` };
-      await this.event({ reason: 'NodemedicGuardRefused', type: 'Warning', message: `refused to drain and reboot (${req.reason}): ${v.detail}` });
-      this.action('drain', 'skipped');
-      return { result: 'skipped', detail: `refused: ${v.detail}`, refusedBy: v };
-    };
+    // ---- the local guard first: it costs nothing ----
     const window = windowGuard(this.r.rebootWindow, this.d.clock.now());
-    if (!window.ok) return refuse(window);
+    if (!window.ok) return this.refuse(req, window);
     this.step(req, window.detail);
-    let podPlan: DrainPodPlan;
-    try {
-      const nodes = await api.listNodes();
-      const self = nodes.find((n) => n.metadata?.name === this.node);
-      if (!self) return refuse({ ok: false, guard: 'api', detail: `node ${this.node} is not in the cluster's node list (check nodeName)` });
-      const storm = stormGuard(nodes, this.node, this.r.maxUnhealthyNodes);
-      if (!storm.ok) return refuse(storm);
-      this.step(req, storm.detail);
-      podPlan = planPods(await api.listPods(`spec.nodeName=${this.node}`), this.r.drain);
-      if (podPlan.blocked.length) return refuse({ ok: false, guard: 'drain-plan', detail: describeBlocked(podPlan.blocked) });
-      const running = await api.listPods('status.phase!=Succeeded,status.phase!=Failed');
-      const capacity = capacityGuard(nodes, running, this.node, podPlan.evict.map((p) => p.pod));
-      if (!capacity.ok) return refuse(capacity);
-      this.step(req, capacity.detail);
-    } catch (e) {
-      return refuse({ ok: false, guard: 'api', detail: `the API server could not confirm it is safe (${(e as Error).message})` });
-    }
+
     if (req.dryRun) {
+      // A preview: the guards, read-only, without taking a slot.
+      const b = await checkBlockers(api, lease, this.node, this.r);
+      if (!b.ok) {
+        const r = await this.refuse(req, b.verdict);
+        return { ...r, retry: false };
+      }
+      for (const d of b.details) this.step(req, d);
+      const podPlan = b.podPlan;
       const detail = `dry run: would take a reboot lease, cordon ${this.node}, evict ${podPlan.evict.length} pods, delete ${podPlan.delete.length} finished pods, leave ${podPlan.keep.length} DaemonSet/mirror pods, and reboot`;
       await this.event({ reason: 'NodemedicDryRun', type: 'Normal', message: `${detail} (${req.reason})` });
       this.action('drain', 'dry_run');
       return { result: 'dry_run', detail };
     }
 
-    // ---- the plan, then the reboot Lease, then the cordon: each written down before it is taken ----
-    const lease = this.lease!;
+    // ---- the plan, then the slot: written down before it is taken ----
     const bootId = await this.readBootId();
     const now = this.iso();
     const plan: RebootPlan = {
@@ -261,29 +297,42 @@ export class DrainRebootController implements DrainRebooter {
       await this.store.create(plan);
       this.planCache = plan;
     } catch (e) {
-      return { result: e instanceof PlanExistsError ? 'skipped' : 'failure', detail: (e as Error).message };
+      return { result: e instanceof PlanExistsError ? 'skipped' : 'failure', detail: (e as Error).message, retry: true };
     }
-    const dropPlan = async (): Promise<void> => {
-      await this.store.remove().catch((e: unknown) => this.logger.error({ err: e }, 'cannot remove the drain-reboot plan'));
-      this.planCache = undefined;
+    /** Gives the slot back and forgets the plan; the refusal is returned either way. */
+    const giveBack = async (v: GuardVerdict & { ok: false }): Promise<DrainRebootResult> => {
+      try {
+        await undo(this.undoDeps, plan, `the drain-reboot of episode ${plan.episodeId} was refused`);
+        this.planCache = undefined;
+      } catch (e) {
+        plan.failure = `refused (${v.detail}), and the slot could not be given back: ${(e as Error).message}`;
+        await this.savePlan(plan).catch(() => {});
+        this.logger.error({ episode: plan.episodeId }, plan.failure);
+      }
+      return this.refuse(req, v);
     };
     let leaseName: string;
     try {
       const got = await lease.acquire();
-      if (!got.ok) {
-        await dropPlan();
-        return refuse({ ok: false, guard: 'lease', detail: got.detail });
-      }
+      if (!got.ok) return giveBack({ ok: false, guard: 'lease', detail: got.detail });
       leaseName = got.name;
       this.step(req, got.detail);
-      plan.lease = { namespace: this.r.leaseNamespace, name: leaseName };
-      plan.phase = 'cordoning';
+    } catch (e) {
+      // A create or update may have landed before the error: undo gives back whatever is ours.
+      return giveBack({ ok: false, guard: 'api', detail: `cannot take the reboot lease (${(e as Error).message})` });
+    }
+
+    // ---- the cluster-wide guards, while holding the slot: no other agent can pass them with us ----
+    const blockers = await checkBlockers(api, lease, this.node, this.r);
+    if (!blockers.ok) return giveBack(blockers.verdict);
+    for (const d of blockers.details) this.step(req, d);
+
+    plan.lease = { namespace: this.r.leaseNamespace, name: leaseName };
+    plan.phase = 'cordoning';
+    try {
       await this.savePlan(plan);
     } catch (e) {
-      // A create or update may have landed before the error: give back whatever is ours.
-      await lease.release().catch(() => {});
-      await dropPlan();
-      return refuse({ ok: false, guard: 'api', detail: `cannot take the reboot lease (${(e as Error).message})` });
+      return this.rollback(plan, `cannot write the plan: ${(e as Error).message}`, 'failure');
     }
     this.drainAbort = new AbortController();
     lease.startRenewing((why) => {
@@ -296,12 +345,13 @@ export class DrainRebootController implements DrainRebooter {
         plan.cordon = { token: plan.cordon!.token, ours: false, preexistingBy: c.by };
         this.step(req, `node ${this.node} was already cordoned by ${c.by}; nodemedic will never uncordon it`);
       } else {
-        await this.event({ reason: 'NodemedicCordon', type: 'Normal', message: `cordoned ${this.node} to drain and reboot it: ${req.reason}` });
+        await this.event({ reason: 'NodemedicCordon', type: 'Normal', message: `cordoned ${this.node} to drain and reboot it: ${req.reason}${c.state === 'adopted' ? ' (it carried an earlier cordon of this agent, now adopted)' : ''}` });
         this.action('cordon', 'success');
       }
       plan.phase = 'draining';
       await this.savePlan(plan);
     } catch (e) {
+      // The outcome may be unknown (a timeout): the undo reads the Node and removes our cordon if it is there.
       this.action('cordon', 'failure');
       return this.rollback(plan, `cordon failed: ${(e as Error).message}`, 'failure');
     }
@@ -310,7 +360,7 @@ export class DrainRebootController implements DrainRebooter {
     let drain: DrainOutcome;
     try {
       // Listed again after the cordon: nothing new can land now except DaemonSet pods.
-      podPlan = planPods(await api.listPods(`spec.nodeName=${this.node}`), this.r.drain);
+      const podPlan = planPods(await api.listPods(`spec.nodeName=${this.node}`), this.r.drain);
       if (podPlan.blocked.length) return this.rollback(plan, describeBlocked(podPlan.blocked), 'failure');
       await this.event({ reason: 'NodemedicDrainStarted', type: 'Normal', message: `draining ${this.node}: evicting ${podPlan.evict.length} pods, deleting ${podPlan.delete.length} finished pods, leaving ${podPlan.keep.length} DaemonSet/mirror pods (${req.reason})` });
       drain = await drainPods({
@@ -348,12 +398,14 @@ export class DrainRebootController implements DrainRebooter {
       await this.event({ reason: 'NodemedicDrainSucceeded', type: 'Normal', message: drain.summary });
     }
 
-    // ---- reboot ----
-    if (!(await lease.renew())) {
-      return this.rollback(plan, `the reboot lease ${this.r.leaseNamespace}/${leaseName} is no longer ours`, 'failure', drain);
+    // ---- reboot: confirm the slot (transient errors retried within the renewal deadline) ----
+    if ((await lease.renew()) !== 'renewed') {
+      return this.rollback(plan, `the reboot lease ${this.r.leaseNamespace}/${leaseName} is no longer ours (or could not be renewed within remediation.leaseDuration)`, 'failure', drain);
     }
+    if (this.stopped) return this.rollback(plan, 'the agent is stopping', 'failure', drain);
     const issued = await this.reboot(plan, req);
     if (!issued.ok) return this.rollback(plan, issued.detail, 'failure', drain);
+    // The slot stays ours through the reboot; it is renewed until this process ends, then after the boot.
     return { result: 'success', detail: `${drain.summary}; ${issued.detail}`, drain };
   }
 
@@ -396,7 +448,7 @@ export class DrainRebootController implements DrainRebooter {
     const window = windowGuard(this.r.rebootWindow, this.d.clock.now());
     if (!window.ok) {
       this.action('reboot', 'skipped');
-      return { result: 'skipped', detail: `refused: ${window.detail}`, refusedBy: window };
+      return { result: 'skipped', detail: `refused: ${window.detail}`, refusedBy: window, retry: true };
     }
     const now = this.iso();
     const plan: RebootPlan = {
@@ -427,42 +479,27 @@ export class DrainRebootController implements DrainRebooter {
   }
 
   /**
-   * Undoes a drain-reboot that will not reboot: uncordon if the cordon is ours and still carries our
-   * token, release the Lease, remove the plan. If the API server cannot be reached, the plan stays and
-   * the rollback is retried after the next sweep (and on restart).
+   * Undoes a drain-reboot that will not reboot (undo.ts). If the API server cannot be reached, the
+   * plan stays (with `failure`) and the rollback is retried on the next housekeeping pass and on restart.
    */
   private async rollback(plan: RebootPlan, why: string, result: ActionResult, drain?: DrainOutcome): Promise<DrainRebootResult> {
     this.lease?.stopRenewing();
-    const notes: string[] = [];
+    let notes: string[];
     try {
-      if (plan.kubernetes && this.api) {
-        if (plan.cordon?.ours) {
-          const u = await uncordon(this.api, this.node, plan.cordon.token);
-          if (u === 'uncordoned') {
-            this.action('uncordon', 'success');
-            notes.push(`uncordoned ${this.node}`);
-            await this.event({ reason: 'NodemedicUncordon', type: 'Normal', message: `uncordoned ${this.node}: the drain-reboot of episode ${plan.episodeId} was rolled back (${why})` });
-          } else if (u === 'not-ours') notes.push(`left ${this.node} cordoned: its cordon mark is no longer ours`);
-        } else if (plan.cordon?.preexistingBy) {
-          notes.push(`left ${this.node} cordoned: it was cordoned by ${plan.cordon.preexistingBy} before`);
-        }
-        const l = await this.lease!.release();
-        if (l === 'released') notes.push('released the reboot lease');
-      }
-      await this.store.remove();
+      notes = await undo(this.undoDeps, plan, `the drain-reboot of episode ${plan.episodeId} was rolled back (${why})`);
       this.planCache = undefined;
     } catch (e) {
       const msg = `rollback incomplete (${(e as Error).message}); it will be retried`;
       this.logger.error({ episode: plan.episodeId }, msg);
       plan.failure = why;
       await this.savePlan(plan).catch(() => {});
-      return { result, detail: `${why}; ${msg}`, ...(drain ? { drain } : {}) };
+      return { result, detail: `${why}; ${msg}`, retry: true, ...(drain ? { drain } : {}) };
     }
     const detail = `${why}; rolled back, no reboot${notes.length ? ` (${notes.join(', ')})` : ''}`;
     this.rebootState = { required: true, reason: 'DrainRebootFailed', message: detail };
     await this.event({ reason: 'NodemedicRollback', type: 'Warning', message: detail });
     this.d.onEpisodeEnd?.({ episodeId: plan.episodeId, outcome: 'rolled-back', detail });
-    return { result, detail, ...(drain ? { drain } : {}) };
+    return { result, detail, retry: true, ...(drain ? { drain } : {}) };
   }
 
   /**
@@ -481,42 +518,36 @@ export class DrainRebootController implements DrainRebooter {
   private async resume(): Promise<void> {
     const plan = await this.store.read();
     this.planCache = plan;
-    if (!plan) {
-      await this.warnOrphanCordon();
-      return;
-    }
+    this.planError = undefined;
+    if (!plan) return;
     this.logger.info({ episode: plan.episodeId, phase: plan.phase }, 'found a drain-reboot plan from before');
-    if (plan.phase === 'leasing' || plan.phase === 'cordoning' || plan.phase === 'draining') {
+    if (DRAINING.has(plan.phase)) {
       this.action('drain', 'failure');
       await this.rollback(plan, `the agent stopped during the drain (phase ${plan.phase})`, 'failure');
       return;
     }
+    await this.advance(plan, true);
+  }
+
+  /** A plan past the drain, found at start or re-read from disk: rebooting → recovering → watched. */
+  private async advance(plan: RebootPlan, atStart: boolean): Promise<void> {
     if (plan.phase === 'rebooting') {
       const bootId = await this.readBootId();
       if (bootId === plan.bootId) {
+        // Only at start: a plan re-read while this boot's `systemctl reboot` (ours or the CLI's) is pending is left alone.
+        if (!atStart) return;
         await this.rollback(plan, 'the reboot did not happen (the boot id is unchanged)', 'failure');
         return;
       }
       const now = this.d.clock.now();
       plan.phase = 'recovering';
-      plan.recovery = { bootId, since: new Date(now).toISOString(), deadline: new Date(now + parseDuration(this.r.recovery.timeout)).toISOString() };
+      plan.recovery = { bootId, since: new Date(now).toISOString(), deadline: new Date(now + parseDuration(this.r.recovery.timeout)).toISOString(), judgedMs: 0 };
       await this.savePlan(plan);
-      this.rebootState = { required: true, reason: 'Recovering', message: `rebooted; waiting up to ${this.r.recovery.timeout} for the checks to be ok and the Node Ready` };
-      await this.event({ reason: 'NodemedicRebooted', type: 'Normal', message: `${this.node} is back after the reboot (episode ${plan.episodeId}); waiting up to ${this.r.recovery.timeout} for it to be healthy before uncordoning` });
+      this.rebootState = { required: true, reason: 'Recovering', message: `rebooted; waiting for the checks to be ok and the Node Ready (up to ${this.r.recovery.timeout} of judged time)` };
+      await this.event({ reason: 'NodemedicRebooted', type: 'Normal', message: `${this.node} is back after the reboot (episode ${plan.episodeId}); waiting for it to be healthy before uncordoning` });
     }
     if (plan.phase === 'recovering') {
-      if (this.lease && plan.lease) {
-        try {
-          const own = await this.lease.findOwn();
-          if (own) {
-            this.lease.adopt(own);
-            await this.lease.renew();
-            this.lease.startRenewing((why) => this.logger.warn(why));
-          }
-        } catch (e) {
-          this.logger.warn({ err: (e as Error).message }, 'cannot look up the reboot lease after the boot');
-        }
-      }
+      await this.adoptLease();
       this.scheduleRecovery();
     }
     if (plan.phase === 'recovery-failed') {
@@ -524,22 +555,46 @@ export class DrainRebootController implements DrainRebooter {
     }
   }
 
-  /** A cordon with our agent mark but no plan: the state was lost. Left as it is, and said loudly. */
-  private async warnOrphanCordon(): Promise<void> {
-    if (!this.api) return;
+  /** After the boot: our slot is still ours (nobody may take it); find it and keep it alive. */
+  private async adoptLease(): Promise<void> {
+    if (!this.lease || this.lease.name) return;
     try {
-      const node = await this.api.getNode(this.node);
-      const mark = markOf(node);
-      if (node.spec?.unschedulable && mark.by === `agent/${this.node}`) {
-        await this.event({
-          reason: 'NodemedicRecoveryFailed',
-          type: 'Warning',
-          message: `${this.node} is cordoned by nodemedic (${node.metadata?.annotations?.[CORDONED_BY]}, ${mark.at ?? '?'}) but ${this.store.path} is gone; leaving it cordoned: run \`nodemedic uncordon\` once the node is healthy`,
-        });
-      }
+      const own = await this.lease.findOwn();
+      if (!own) return;
+      this.lease.adopt(own);
+      this.lease.startRenewing((why) => this.logger.warn(why), { keepTrying: true });
     } catch (e) {
-      this.logger.warn({ err: (e as Error).message }, 'cannot check the node for a leftover cordon');
+      this.logger.warn({ err: (e as Error).message }, 'cannot look up the reboot lease after the boot yet; trying again');
     }
+  }
+
+  /**
+   * A Node carrying this agent's cordon mark with no plan: a cordon the server applied after we gave up
+   * on it, or a plan lost with the state. It is ours by the mark; once this node's checks are ok it is
+   * uncordoned (and a slot we still hold released). Checked at most every `orphanCheckMs`.
+   */
+  private async settleOrphan(results: readonly CheckResult[]): Promise<void> {
+    if (!this.api || this.planCache || this.inflight) return;
+    const every = this.d.tuning?.orphanCheckMs ?? 30_000;
+    if (this.mono() - this.lastOrphanCheck < every) return;
+    this.lastOrphanCheck = this.mono();
+    let node;
+    try {
+      node = await this.api.getNode(this.node);
+    } catch (e) {
+      this.logger.debug({ err: (e as Error).message }, 'cannot check the node for a leftover cordon');
+      return;
+    }
+    const mark = markOf(node);
+    if (!node.spec?.unschedulable || mark.by !== `agent/${this.node}`) return;
+    if (!checksOk(results, this.r.triggers)) {
+      this.logger.warn({ cordonedBy: node.metadata?.annotations?.[CORDONED_BY], at: mark.at }, `${this.node} carries a cordon of this agent but no plan; it will be uncordoned once the checks are ok`);
+      return;
+    }
+    // Re-read: a plan may have been written (by the ladder or the CLI) while we looked.
+    if (this.inflight || (await this.store.read())) return;
+    const notes = await undo(this.undoDeps, { episodeId: 'orphan', kubernetes: true, cordon: { token: mark.token ?? '', ours: true } }, `it carried this agent's cordon (${mark.at ?? '?'}) with no drain-reboot plan, and its checks are ok`);
+    this.logger.warn({ notes }, 'uncordoned an orphan cordon of this agent');
   }
 
   private scheduleRecovery(): void {
@@ -560,50 +615,63 @@ export class DrainRebootController implements DrainRebooter {
 
   private recovering: Promise<void> | undefined;
 
-  /** One look at recovery: healthy → uncordon (ours only), release, done; past the deadline → give up. */
+  /** One look at recovery (never two at once). */
   private async checkRecovery(): Promise<void> {
     if (this.recovering) return this.recovering;
-    this.recovering = this.checkRecoveryOnce().finally(() => {
-      this.recovering = undefined;
-    });
+    this.recovering = this.checkRecoveryOnce()
+      .catch((e: unknown) => this.logger.error({ err: e }, 'recovery check failed'))
+      .finally(() => {
+        this.recovering = undefined;
+      });
     return this.recovering;
   }
 
   private async checkRecoveryOnce(): Promise<void> {
     const plan = this.planCache;
     if (!plan || plan.phase !== 'recovering' || !plan.recovery) return;
-    const now = this.d.clock.now();
-    const since = Date.parse(plan.recovery.since);
-    const fresh = this.lastResults.filter((r) => Date.parse(r.observedAt) >= since && this.r.triggers.includes(r.check));
-    const problems = fresh.filter((r) => r.status === 'problem');
-    const checksOk = fresh.some((r) => r.status === 'ok') && !problems.length;
-    let nodeReady = !plan.kubernetes;
-    let readyNote = '';
+    const nowMono = this.mono();
+    const elapsed = this.lastRecoveryLook === undefined ? 0 : nowMono - this.lastRecoveryLook;
+    this.lastRecoveryLook = nowMono;
+    await this.adoptLease();
+    let node: NodeLook = 'no-kubernetes';
     if (plan.kubernetes && this.api) {
       try {
-        nodeReady = isReady(await this.api.getNode(this.node));
-        if (!nodeReady) readyNote = 'the Node is not Ready';
+        node = { ready: isReady(await this.api.getNode(this.node)) };
       } catch (e) {
-        readyNote = `cannot read the Node (${(e as Error).message})`;
+        node = { error: (e as Error).message };
       }
     }
-    if (checksOk && nodeReady) {
+    const look = lookAtRecovery(this.lastResults, this.r.triggers, Date.parse(plan.recovery.since), node);
+    if (look.kind === 'healthy') {
       await this.recovered(plan);
       return;
     }
-    if (now < Date.parse(plan.recovery.deadline)) return;
-    const why = [
-      !fresh.length ? 'no check result since the boot' : problems.length ? problems.map((p) => `${p.check}: ${p.reason}`).join(', ') : !checksOk ? 'no trigger check is ok yet' : '',
-      readyNote,
-    ].filter(Boolean).join('; ');
+    if (look.kind === 'unknown') {
+      if (this.recoveryWaiting !== look.why) {
+        this.logger[look.apiUnreachable ? 'warn' : 'info']({ episode: plan.episodeId }, `recovery waiting, time not counted against recovery.timeout: ${look.why}`);
+      }
+      this.recoveryWaiting = look.why;
+      this.rebootState = { required: true, reason: 'Recovering', message: `rebooted; waiting: ${look.why}` };
+      return;
+    }
+    this.recoveryWaiting = null;
+    // Judged bad: this time counts (bounded, so a stalled timer is not a long bad stretch).
+    const poll = this.d.tuning?.recoveryPollMs ?? 10_000;
+    plan.recovery.judgedMs = (plan.recovery.judgedMs ?? 0) + Math.min(elapsed, 2 * poll);
+    const timeout = parseDuration(this.r.recovery.timeout);
+    if (plan.recovery.judgedMs < timeout) {
+      await this.savePlan(plan).catch((e: unknown) => this.logger.warn({ err: (e as Error).message }, 'cannot save the recovery time'));
+      return;
+    }
     plan.phase = 'recovery-failed';
-    plan.failure = `not healthy ${this.r.recovery.timeout} after the reboot (${why})`;
+    plan.failure = `not healthy for ${this.r.recovery.timeout} of judged time after the reboot (${look.why})`;
     await this.savePlan(plan);
     const msg = `${this.node} ${plan.failure}; it stays cordoned and no second reboot will be tried; fix it, then run \`nodemedic uncordon\``;
     this.rebootState = { required: true, reason: 'RecoveryFailed', message: msg };
     await this.event({ reason: 'NodemedicRecoveryFailed', type: 'Warning', message: msg });
     this.action('uncordon', 'skipped');
     try {
+      // The node stays cordoned (it is out of the storm guard's count anyway); the slot goes to the next node.
       await this.lease?.release();
     } catch (e) {
       this.logger.warn({ err: (e as Error).message }, 'cannot release the reboot lease');
@@ -613,31 +681,17 @@ export class DrainRebootController implements DrainRebooter {
   }
 
   private async recovered(plan: RebootPlan): Promise<void> {
-    const notes: string[] = [];
-    if (plan.kubernetes && this.api) {
-      try {
-        if (plan.cordon?.ours) {
-          const u = await uncordon(this.api, this.node, plan.cordon.token);
-          if (u === 'uncordoned') {
-            this.action('uncordon', 'success');
-            notes.push('uncordoned');
-            await this.event({ reason: 'NodemedicUncordon', type: 'Normal', message: `uncordoned ${this.node}: healthy after the reboot (episode ${plan.episodeId})` });
-          } else if (u === 'not-ours') {
-            notes.push('left cordoned: the cordon mark is no longer ours');
-          }
-        } else if (plan.cordon?.preexistingBy) {
-          notes.push(`left cordoned: it was cordoned by ${plan.cordon.preexistingBy} before`);
-        }
-        const l = await this.lease!.release();
-        if (l === 'released') notes.push('released the reboot lease');
-      } catch (e) {
-        this.action('uncordon', 'failure');
-        this.logger.warn({ err: (e as Error).message }, 'recovered, but cannot uncordon or release the lease yet; retrying');
-        return;
-      }
+    let notes: string[];
+    try {
+      notes = await undo(this.undoDeps, plan, `healthy after the reboot (episode ${plan.episodeId})`);
+    } catch (e) {
+      this.action('uncordon', 'failure');
+      this.logger.warn({ err: (e as Error).message }, 'recovered, but cannot uncordon or release the lease yet; retrying');
+      this.recoveryWaiting = `cannot uncordon yet (${(e as Error).message})`;
+      return;
     }
-    await this.store.remove();
     this.planCache = undefined;
+    this.recoveryWaiting = null;
     this.stopRecoveryTimer();
     const detail = `${this.node} recovered after the reboot${notes.length ? ` (${notes.join(', ')})` : ''}`;
     this.rebootState = { required: false, reason: 'Recovered', message: detail };
@@ -652,7 +706,8 @@ export class DrainRebootController implements DrainRebooter {
   }
 
   /**
-   * After every sweep: publish the Node conditions; advance recovery; retry an incomplete rollback.
+   * After every sweep: re-read the plan (the CLI may have written, finished or removed it), advance
+   * recovery, retry an incomplete rollback, settle an orphan cordon, publish the Node conditions.
    * Never throws.
    */
   async afterSweep(results: readonly CheckResult[]): Promise<void> {
@@ -676,13 +731,49 @@ export class DrainRebootController implements DrainRebooter {
   private housekeeping: Promise<void> | undefined;
   private housekeepingAgain = false;
 
+  private async rereadPlan(): Promise<void> {
+    if (this.inflight) return;
+    const before = this.planCache;
+    let plan: RebootPlan | undefined;
+    try {
+      plan = await this.store.read();
+      this.planError = undefined;
+    } catch (e) {
+      this.planError = (e as Error).message;
+      return;
+    }
+    if (!plan) {
+      this.planCache = undefined;
+      this.stopRecoveryTimer();
+      this.recoveryWaiting = null;
+      if (before && this.rebootState?.required) {
+        // Finished or removed outside this agent (`nodemedic reboot` rolled back, `nodemedic uncordon`).
+        this.rebootState = { required: false, reason: 'NoRebootRequired', message: `the drain-reboot plan of episode ${before.episodeId} is gone (finished or removed)` };
+      }
+      return;
+    }
+    const changed = !before || before.episodeId !== plan.episodeId || before.phase !== plan.phase;
+    if (changed && plan.phase !== 'recovering') this.planCache = plan;
+    if (!changed) return;
+    if (plan.phase === 'recovering' || plan.phase === 'rebooting' || plan.phase === 'recovery-failed') {
+      this.planCache = plan;
+      await this.advance(plan, false);
+    } else if (DRAINING.has(plan.phase)) {
+      this.rebootState = { required: true, reason: 'DrainRebootRequested', message: `a drain-reboot is in flight (episode ${plan.episodeId}, ${plan.origin}, phase ${plan.phase})` };
+    }
+  }
+
   private async housekeepOnce(results: readonly CheckResult[]): Promise<void> {
     try {
+      await this.rereadPlan();
       const plan = this.planCache;
-      if (plan?.phase === 'recovering') await this.checkRecovery();
-      else if (plan && (plan.phase === 'leasing' || plan.phase === 'cordoning' || plan.phase === 'draining') && !this.inflight && plan.failure) {
+      if (plan?.phase === 'recovering') {
+        this.scheduleRecovery();
+        await this.checkRecovery();
+      } else if (plan && DRAINING.has(plan.phase) && !this.inflight && plan.failure && plan.origin === 'agent') {
         await this.rollback(plan, plan.failure, 'failure');
       }
+      await this.settleOrphan(results);
       if (!this.planCache && !this.inflight && this.rebootState?.required) {
         // The problem that asked for a reboot went away by itself.
         const trig = results.filter((r) => this.r.triggers.includes(r.check));
@@ -707,7 +798,19 @@ export class DrainRebootController implements DrainRebooter {
     return {
       kubernetes: this.d.kube ? this.d.kube.source : 'none',
       inFlight: !!this.inflight,
-      plan: plan ? { episodeId: plan.episodeId, phase: plan.phase, since: plan.createdAt, lease: plan.lease ?? null, cordon: plan.cordon ?? null, failure: plan.failure ?? null, recovery: plan.recovery ?? null } : null,
+      plan: plan
+        ? {
+            episodeId: plan.episodeId,
+            origin: plan.origin,
+            phase: plan.phase,
+            since: plan.createdAt,
+            lease: plan.lease ?? null,
+            cordon: plan.cordon ?? null,
+            failure: plan.failure ?? null,
+            recovery: plan.recovery ? { ...plan.recovery, judged: formatDuration(plan.recovery.judgedMs ?? 0) } : null,
+          }
+        : null,
+      recoveryWaiting: this.recoveryWaiting,
       ...(this.planError ? { planError: this.planError } : {}),
       lastOutcome: this.lastOutcome ?? null,
       rebootRequired: this.rebootState ?? null,
@@ -716,7 +819,8 @@ export class DrainRebootController implements DrainRebooter {
 
   /**
    * Stops timers. A drain in progress is aborted and rolled back (bounded by the API timeouts); a
-   * reboot already issued or a recovery in progress is left to the plan on disk.
+   * reboot already issued or a recovery in progress is left to the plan on disk, and the slot stays
+   * held on the server (it is ours across the reboot).
    */
   async stop(): Promise<void> {
     this.stopped = true;
@@ -727,6 +831,6 @@ export class DrainRebootController implements DrainRebooter {
       await Promise.race([this.inflight, new Promise((r) => setTimeout(r, 25_000).unref())]);
     }
     if (this.housekeeping) await Promise.race([this.housekeeping, new Promise((r) => setTimeout(r, 5_000).unref())]);
-    this.lease?.stopRenewing();
+    this.lease?.forget();
   }
 }

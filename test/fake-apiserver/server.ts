@@ -50,6 +50,8 @@ export interface RequestRecord {
   contentType: string | undefined;
   status: number;
   body: Json | undefined;
+  /** When the server applied the request and answered (ms); later than `at` when a fault delayed it. */
+  doneAt?: number;
 }
 
 export interface FakeApiServerOptions {
@@ -184,6 +186,11 @@ export class FakeApiServer {
   fault: FaultMode = 'none';
   /** Optional per-request override: return a status to answer with (e.g. 500 on one path), or undefined. */
   inject: ((method: string, path: string) => number | undefined) | undefined;
+  /**
+   * Optional per-request delay (ms) before the request is applied and answered, whether or not the
+   * client is still waiting: a write the server applies after the client gave up (faults.ts).
+   */
+  delay: ((method: string, path: string) => number | undefined) | undefined;
 
   private server: Server | undefined;
   private port = 0;
@@ -324,6 +331,7 @@ export class FakeApiServer {
     this.requests.push(record);
     const send = (code: number, body: unknown): void => {
       record.status = code;
+      record.doneAt = Date.now();
       res.writeHead(code, { 'content-type': 'application/json' });
       res.end(JSON.stringify(body));
     };
@@ -342,6 +350,8 @@ export class FakeApiServer {
         return;
       }
       if (this.fault === 'unavailable') throw new HttpError(503, 'ServiceUnavailable', 'the server is currently unable to handle the request');
+      const wait = this.delay?.(method, u.pathname);
+      if (wait) await new Promise<void>((r) => this.timers.add(setTimeout(r, wait)));
       const injected = this.inject?.(method, u.pathname);
       if (injected) throw new HttpError(injected, injected === 409 ? 'Conflict' : 'InternalError', `injected ${injected} by the test`);
       const auth = req.headers.authorization;

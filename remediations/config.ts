@@ -17,7 +17,7 @@ export interface RemediationConfig {
   /** Per check its options; the ladder reads the `unit` of kubelet, docker and containerd. */
   checks: Record<string, { enabled: boolean } & Record<string, unknown>>;
   remediation: RemediationOptions;
-  kubernetes: { kubeconfig: string };
+  kubernetes: { kubeconfig: string; conditionHeartbeat?: string };
 }
 
 

@@ -76,6 +76,8 @@ export function describeStuck(s: StuckRunc | undefined): string {
 export const systemdCheck: CheckDefinition<SystemdOptions> = {
   id: 'systemd',
   defaults: systemdDefaults,
+  restartCures: true, // by `reexec-systemd`, not by a unit restart
+  nodeCondition: { type: 'SystemdUnresponsive', healthyReason: 'SystemdIsResponsive' },
   schema: {
     type: 'object',
     additionalProperties: false,

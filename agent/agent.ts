@@ -749,6 +749,9 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (this.liveRemediators > 0) this.countRemediators(-1);
     await this.closeRequesters(this.checks);
     const stuck = await this.stopChecks(this.checks);
+    // A run cut short by abortAll() usually returns at once; one that does not within the grace is
+    // stuck (a call in the kernel on a hung mount).
+    await settlesWithin(this.sweeper.drained(), CHECK_STOP_WAIT_MS);
     for (const id of this.sweeper.running()) if (!stuck.includes(id)) stuck.push(id);
     if (this.server) await closeServer(this.server.app, HTTP_CLOSE_GRACE_MS);
     this.server = undefined;

@@ -40,6 +40,11 @@ export class Sweeper {
     return [...this.inFlight.keys()];
   }
 
+  /** Resolves when every run in progress has returned (a caller bounds the wait). */
+  async drained(): Promise<void> {
+    while (this.inFlight.size) await Promise.all([...this.inFlight.values()]);
+  }
+
   /** Runs the given checks; `onResult` sees each result as soon as it is known. */
   async sweep(checks: readonly ActiveCheck[], onResult?: (r: CheckResult) => void): Promise<CheckResult[]> {
     return Promise.all(

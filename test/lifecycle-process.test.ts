@@ -86,7 +86,9 @@ t.test('an agent killed with SIGKILL leaves no lock behind', async (t) => {
   await first.exited;
   const second = a.spawn();
   await second.waitLog(/^nodemedic ready$/);
-  t.equal((await second.stop()).code, 0);
+  t.equal(second.logs(/lock/).length, 0, 'no complaint about the lock');
+  const end = await second.stop();
+  t.equal(end.code, 0, `a clean exit (${end.code ?? end.signal}): ${second.logs(/stuck|did not stop|abandon/).map((r) => r.msg).join('; ')}`);
 });
 
 t.test('SIGHUP moving http.listen to a busy port: the old listener answers, the old config stays whole', async (t) => {
@@ -292,7 +294,7 @@ t.test('an API server that never answers does not delay the listener', async (t)
   // Before: the listener opened only after the start's first API call (a leftover-cordon check) had timed out.
   t.notOk(total > 0 && conns.size === 0, 'no API call had timed out before the listener answered');
   while (conns.size === 0) {
-    if (performance.now() - spawned > 30_000) throw new Error(`the agent never called the API server:\n${p.dump()}`);
+    if (performance.now() - spawned > 90_000) throw new Error(`the agent never called the API server:\n${p.dump()}`);
     await new Promise((r) => setTimeout(r, 50));
   }
   t.equal((await fetch(`${a.url}/healthz`)).status, 200, '/healthz answers while an API call hangs');

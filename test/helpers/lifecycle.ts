@@ -75,7 +75,7 @@ export class RunProcess {
   }
 
   /** Resolves with the `n`th record (1-based) whose message matches; rejects on exit or after `timeoutMs`. */
-  waitLog(re: RegExp, timeoutMs = 30_000, n = 1): Promise<LogRecord> {
+  waitLog(re: RegExp, timeoutMs = 90_000, n = 1): Promise<LogRecord> {
     return new Promise((resolve, reject) => {
       const check = (): void => {
         const hits = this.logs(re);

@@ -205,7 +205,13 @@ export const kernelCheck: CheckDefinition<KernelOptions> = {
           if (f.status === 'problem') return f;
           return unknown('SourceCatchingUp', 'still reading the kernel log of this boot; no verdict yet', f.evidence);
         }
-        return judge(host.clock.now());
+        const f = judge(host.clock.now());
+        // A booted kernel always has logged something this boot: none at all means this journal does
+        // not collect the kernel log (journald without kmsg access, a journal of a container).
+        if (f.status === 'ok' && st && st.lines === 0) {
+          return unknown('NoKernelLines', `the ${options.source === 'kmsg' ? options.kmsgPath : 'journal'} holds no kernel line of this boot; ${options.source === 'kmsg' ? 'is it readable?' : 'set source: kmsg where journald does not read the kernel log'}`, f.evidence);
+        }
+        return f;
       },
     };
   },

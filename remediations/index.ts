@@ -317,7 +317,8 @@ class LadderRemediator implements Remediator {
     const since = (this.state.episode?.startedAt ?? a.intentAt) - EVIDENCE_LOOKBACK_MS;
     const evidence = await this.evidence.collect({ label: a.step, sinceMs: since, episodeId: a.episodeId, reason: a.reason });
     try {
-      outcome = await this.execute(a);
+      // The reason travels into the drain-reboot's Events and cordon annotation: name the bundle there.
+      outcome = await this.execute(evidence.path ? { ...a, reason: `${a.reason}; evidence: ${evidence.path}` } : a);
     } catch (e) {
       threw = true;
       outcome = { result: 'failure', detail: `${a.step} failed: ${(e as Error).message}`, at: this.clock.now() };

@@ -137,6 +137,12 @@ t.test('a live line asks for a run and is reported', async (t) => {
   t.match(r.message, /kubelet/);
 });
 
+t.test('a journal without kernel lines: unknown, never ok', async (t) => {
+  const f = fake(t, []);
+  const r = await run(await check(t, f.host));
+  t.match(r, { status: 'unknown', reason: 'NoKernelLines' });
+});
+
 t.test('no journalctl: unknown, never ok', async (t) => {
   const host = new RealHost({ commandPrefix: ['env', 'PATH=/nonexistent'] });
   const r = await run(await check(t, host));

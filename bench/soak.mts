@@ -14,7 +14,7 @@
  * Run by bench/run.ts under tap's TypeScript loader: `node --import=@tapjs/typescript/import bench/soak.mts --result F --only soak`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -36,6 +36,10 @@ import {
   runs,
   sleep,
   stopChild,
+  summarizeProfile,
+  FIRST_PARTY_FILE,
+  PACKAGE,
+  type ProfileSummary,
   table,
   treeCpuTicks,
   waitFor200,
@@ -80,14 +84,17 @@ async function startNode(log: (m: string) => void): Promise<Node> {
 }
 
 interface Proc {
-  kind: 'bare' | 'agent';
+  kind: 'bare' | 'agent' | 'agent-semi' | 'agent-prof';
   child: ChildProcess;
   pid: number;
   dir: string;
   url?: string;
 }
 
-async function startProc(kind: Proc['kind'], node: Node, schedule?: string): Promise<Proc> {
+/** V8 flag of the `agent-semi` variant: young-generation semi-spaces capped at 1 MiB. */
+const SEMI_FLAG = '--max-semi-space-size=1';
+
+async function startProc(kind: Proc['kind'], node: Node, schedule?: string, profileDir?: string): Promise<Proc> {
   const dir = mkdtempSync(join(tmpdir(), 'nm-bench-soak-'));
   onCleanup(() => rmSync(dir, { recursive: true, force: true }));
   let argv: string[];
@@ -110,7 +117,8 @@ async function startProc(kind: Proc['kind'], node: Node, schedule?: string): Pro
       },
     };
     writeFileSync(join(dir, 'config.yaml'), stringify(config));
-    argv = [CLI, 'run', '--dry-run', '--config', join(dir, 'config.yaml')];
+    const v8 = kind === 'agent-semi' ? [SEMI_FLAG] : kind === 'agent-prof' ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+    argv = [...v8, CLI, 'run', '--dry-run', '--config', join(dir, 'config.yaml')];
   }
   const out = openSync(join(dir, 'out.log'), 'a');
   let child: ChildProcess;
@@ -129,6 +137,21 @@ async function statuses(url: string): Promise<string> {
   const r = await httpGet(`${url}/status`, 5000);
   const body = JSON.parse(r.body) as { results: { check: string; status: string; reason: string }[] };
   return body.results.map((x) => `${x.check} ${x.status} (${x.reason})`).join(', ');
+}
+
+/** V8's heap by space and external memory, MiB, from the agent's own /metrics (prom-client's defaults). */
+async function heap(url: string): Promise<Record<string, number>> {
+  const body = (await httpGet(`${url}/metrics`, 5000)).body;
+  const out: Record<string, number> = {};
+  for (const m of body.matchAll(/^nodejs_heap_space_size_total_bytes\{space="([a-z_]+)"\} (\d+)/gm)) if (Number(m[2])) out[m[1]!] = Number(m[2]) / 2 ** 20;
+  const ext = /^nodejs_external_memory_bytes (\d+)/m.exec(body);
+  if (ext) out.external = Number(ext[1]) / 2 ** 20;
+  return out;
+}
+
+function heapText(h: Record<string, number>): string {
+  const v8 = Object.entries(h).filter(([k]) => k !== 'external').reduce((a, [, v]) => a + v, 0);
+  return `V8 heap ${fmt(v8)} MiB (${Object.entries(h).filter(([k]) => k !== 'external').map(([k, v]) => `${k} ${fmt(v)}`).join(', ')}), external ${fmt(h.external ?? 0)} MiB`;
 }
 
 /** Least-squares slope of y over x. */
@@ -154,12 +177,20 @@ async function footprintUnits(opts: StepOptions): Promise<StepReport> {
   const windowS = opts.quick ? 60 : 180;
   const procs: Proc[] = [];
   for (let i = 0; i < replicas; i++) procs.push(await startProc('bare', node), await startProc('agent', node));
+  // One agent with young-generation semi-spaces capped (does the heap's growth cost RSS?), and one
+  // under --cpu-prof, only to say where the CPU goes (the profiler's cost keeps it out of the table).
+  procs.push(await startProc('agent-semi', node));
+  const profileDir = mkdtempSync(join(tmpdir(), 'nm-bench-soak-prof-'));
+  onCleanup(() => rmSync(profileDir, { recursive: true, force: true }));
+  const profiled = await startProc('agent-prof', node, undefined, profileDir);
+  const profiledSpawnedAt = performance.now();
   // Start-up and the first sweeps (module loading, the journal follower) are not steady state.
   await sleep(20_000);
   const loadBefore = loadAverage();
   const c0 = new Map(procs.map((p) => [p.pid, treeCpuTicks(p.pid)!]));
   const rss = new Map<number, number[]>(procs.map((p) => [p.pid, []]));
   const t0 = performance.now();
+  const profileWindow: [number, number] = [t0 - profiledSpawnedAt, t0 - profiledSpawnedAt + windowS * 1000];
   for (let s = 0; s < windowS; s++) {
     await sleep(t0 + (s + 1) * 1000 - performance.now());
     for (const p of procs) rss.get(p.pid)!.push(readRss(p.pid)!.rssKiB / 1024);
@@ -172,6 +203,16 @@ async function footprintUnits(opts: StepOptions): Promise<StepReport> {
   });
   const agentUrl = procs.find((p) => p.kind === 'agent')!.url!;
   const seen = await statuses(agentUrl);
+  const heapAgent = await heap(agentUrl);
+  const heapSemi = await heap(procs.find((p) => p.kind === 'agent-semi')!.url!);
+  await stopChild(profiled.child);
+  let profile: ProfileSummary | undefined;
+  try {
+    const f = readdirSync(profileDir).find((n) => n.endsWith('.cpuprofile'));
+    if (f) profile = summarizeProfile(join(profileDir, f), { fromMs: profileWindow[0], toMs: profileWindow[1], groups: { file: FIRST_PARTY_FILE, pkg: PACKAGE } });
+  } catch (e) {
+    opts.log(`footprint-units: no CPU profile: ${(e as Error).message}`);
+  }
   const of = (k: Proc['kind']) => cpu.filter((c) => c.p.kind === k);
   const tree = median(of('agent').map((c) => c.tree));
   const own = median(of('agent').map((c) => c.own));
@@ -180,17 +221,32 @@ async function footprintUnits(opts: StepOptions): Promise<StepReport> {
   const rssBare = median(of('bare').map((c) => median(rss.get(c.p.pid)!)));
   const peak = Math.max(...of('agent').map((c) => c.hwm));
   const childShare = tree > 0 ? (tree - own) / tree : 0;
-  const rows = (['bare', 'agent'] as const).map((k) => [
-    k === 'bare' ? 'bare Node.js (one timer)' : '`nodemedic run --dry-run`, default config (15 s schedule), real units',
+  const rows = (['bare', 'agent', 'agent-semi'] as const).map((k) => [
+    k === 'bare' ? 'bare Node.js (one timer)' : k === 'agent' ? '`nodemedic run --dry-run`, default config (15 s schedule), real units' : `the same with \`node ${SEMI_FLAG}\``,
     `${fmt(median(of(k).map((c) => median(rss.get(c.p.pid)!))))} (${runs(of(k).map((c) => median(rss.get(c.p.pid)!)))})`,
     fmt(Math.max(...of(k).map((c) => c.hwm))),
     `${fmt(median(of(k).map((c) => c.own)), 3)} (${runs(of(k).map((c) => c.own), 3)})`,
     `${fmt(median(of(k).map((c) => c.tree)), 3)} (${runs(of(k).map((c) => c.tree), 3)})`,
   ]);
+  const pct = (x: number, of: number) => `${fmt((x / of) * 100, 2)} %`;
+  const execaMs = profile?.groups.pkg?.find(([k]) => k === 'execa')?.[1] ?? 0;
   const cause =
     `${fmt(childShare * 100, 1)} % of the agent's CPU (${fmt(tree - own, 3)} of ${fmt(tree, 3)} points) is the commands it starts ` +
     `(\`systemctl show\` through nsenter and timeout(1) every sweep: kubelet's unit, PID 1's Version for the systemd check), ` +
-    `the rest (${fmt(own, 3)} points) the agent process itself`;
+    `the rest (${fmt(own, 3)} points) the agent process itself` +
+    (profile
+      ? `; a CPU profile of one more agent over the same window: ${fmt(profile.busyMs)} ms busy in ${fmt(profile.totalS)} s, ` +
+        `${pct(execaMs, profile.busyMs)} in execa (${pct(profile.spawnMs, profile.busyMs)} in child_process.spawn itself), ` +
+        `${pct(profile.gcMs, profile.busyMs)} GC; by package: ${(profile.groups.pkg ?? []).slice(0, 5).map(([k, v]) => `${k} ${pct(v, profile!.busyMs)}`).join(', ')}; ` +
+        `by file: ${(profile.groups.file ?? []).slice(0, 5).map(([k, v]) => `${k} ${pct(v, profile!.busyMs)}`).join(', ')}`
+      : '');
+  const semiRss = median(rss.get(procs.find((p) => p.kind === 'agent-semi')!.pid)!);
+  const semiPeak = of('agent-semi')[0]!.hwm;
+  const semiTree = of('agent-semi')[0]!.tree;
+  const rssCause =
+    `the agent's ${fmt(rssAgent)} MiB (median) are bare Node.js's ${fmt(rssBare)} MiB plus ${fmt(rssAgent - rssBare)} MiB; of its memory, ${heapText(heapAgent)} ` +
+    `at the end of the window. With \`${SEMI_FLAG}\` (young generation capped): median ${fmt(semiRss)} MiB, peak ${fmt(semiPeak)} MiB, ` +
+    `CPU ${fmt(semiTree, 3)} % (${heapText(heapSemi)})`;
   const goals = [
     {
       goal: 'idle CPU with real units at most 0.3 % of one core at the default schedule',
@@ -204,6 +260,7 @@ async function footprintUnits(opts: StepOptions): Promise<StepReport> {
       measured: `${fmt(peak)} MiB peak (VmHWM); median ${fmt(rssAgent)} MiB against bare Node.js ${fmt(rssBare)} MiB (${fmt(rssAgent / rssBare, 2)}x)`,
       met: peak <= RSS_LIMIT_MIB,
       margin: marginBelow(peak, RSS_LIMIT_MIB, ' MiB'),
+      ...(peak > RSS_LIMIT_MIB ? { close: `measured: ${rssCause}` } : {}),
     },
   ];
   const body = [
@@ -221,8 +278,10 @@ async function footprintUnits(opts: StepOptions): Promise<StepReport> {
     `Load average before the window: ${loadBefore}; after: ${loadAverage()}. One clock tick over ${windowS} s is ${fmt(100 / CLK_TCK / windowS, 3)} % of a core.`,
     '',
     `Where the CPU goes (measured): ${cause}.`,
+    '',
+    `Where the memory goes (measured): ${rssCause}.`,
   ].join('\n');
-  return { id: 'footprint-units', title, measured: true, body, goals, data: { windowS, replicas, cpu: cpu.map((c) => ({ kind: c.p.kind, own: c.own, tree: c.tree, hwmMiB: c.hwm })), rssAgent, rssBare, seen } };
+  return { id: 'footprint-units', title, measured: true, body, goals, data: { windowS, replicas, cpu: cpu.map((c) => ({ kind: c.p.kind, own: c.own, tree: c.tree, hwmMiB: c.hwm })), rssAgent, rssBare, seen, heapAgent, heapSemi, profile } };
 }
 
 async function soak(opts: StepOptions): Promise<StepReport> {
@@ -253,6 +312,7 @@ async function soak(opts: StepOptions): Promise<StepReport> {
   const seen = await statuses(agent.url!);
   const sweeps = /nodemedic_sweeps_total (\d+)/.exec((await httpGet(`${agent.url}/metrics`, 5000)).body)?.[1];
   const hwm = readRss(agent.pid)!.hwmKiB / 1024;
+  const heapEnd = await heap(agent.url!);
   const bareHwm = readRss(bare.pid)!.hwmKiB / 1024;
   // The first tenth (at least 1 min) is warm-up: the JIT, the journal follower's buffers, first GCs.
   const warm = samples.filter((s) => s.tS >= Math.max(60, wallS / 10));
@@ -274,6 +334,7 @@ async function soak(opts: StepOptions): Promise<StepReport> {
       measured: `${fmt(hwm)} MiB (VmHWM over the soak; bare Node.js ${fmt(bareHwm)} MiB)`,
       met: hwm <= RSS_LIMIT_MIB,
       margin: marginBelow(hwm, RSS_LIMIT_MIB, ' MiB'),
+      ...(hwm > RSS_LIMIT_MIB ? { close: `measured at the end of the soak: ${heapText(heapEnd)}, against bare Node.js's ${fmt(bareHwm)} MiB for everything; the rest is Node.js and the dependencies' code` } : {}),
     },
   ];
   const rows = [0, 0.25, 0.5, 0.75, 1].map((f) => {
@@ -288,8 +349,10 @@ async function soak(opts: StepOptions): Promise<StepReport> {
     table(['minute', 'agent RSS MiB', 'bare Node.js RSS MiB'], rows),
     '',
     `CPU over the soak (agent and its commands): ${fmt(cpuTree, 2)} % of one core at the 1 s schedule. What the agent reported at the end: ${seen}.`,
+    '',
+    `The agent's memory at the end (its /metrics): ${heapText(heapEnd)}.`,
   ].join('\n');
-  return { id: 'soak', title, measured: true, body, goals, data: { minutes, everyS, samples, slopeAgent: sa, slopeBare: sb, hwm, bareHwm, cpuTree, sweeps } };
+  return { id: 'soak', title, measured: true, body, goals, data: { minutes, everyS, samples, slopeAgent: sa, slopeBare: sb, hwm, bareHwm, cpuTree, sweeps, heapEnd } };
 }
 
 await harnessMain({ 'footprint-units': footprintUnits, soak });

@@ -42,6 +42,12 @@ export const systemdDefaults: SystemdOptions = {
 const KILL_AFTER_MS = 500;
 /** Budget for the evidence gathered when PID 1 does not answer (rpm, journal, /proc scan). */
 const EVIDENCE_MS = 5000;
+/**
+ * While PID 1 answers, a /proc scan is reused this long: it feeds only the PLEG-plus-stuck-runc rule,
+ * whose threshold (`stuckRuncAfter`, 10 min by default) is far longer, and scanning every sweep was
+ * 16 % of the agent's busy time with real units (bench/RESULTS.md, footprint-units).
+ */
+const SCAN_REUSE_MS = 60_000;
 /** rpm's answer changes only with a package upgrade. */
 const RPM_RECHECK_MS = 10 * 60_000;
 const TIMEOUT_EXIT = new Set([124, 137]);
@@ -98,6 +104,7 @@ export const systemdCheck: CheckDefinition<SystemdOptions> = {
     let failures = 0;
     let lastVersion: string | undefined;
     let rpm: { text: string | undefined; at: number } | undefined;
+    let scan: { stuck: StuckRunc | undefined; at: number } | undefined;
     // The previous call's process, if it outlived its bound: never start a second one beside it.
     let inFlight: Promise<unknown> | undefined;
 
@@ -177,13 +184,16 @@ export const systemdCheck: CheckDefinition<SystemdOptions> = {
           lastVersion = o.version || lastVersion;
           // The /proc scan is cheap (stat files only); it lets the ladder see runc piling up on an
           // affected systemd while PID 1 still answers (PLEG plus stuck runc, remediations/README.md).
-          const stuck = await scanStuckRunc(host, options.procPath, stuckAfterS, signal).catch(() => undefined);
-          const ev: Record<string, unknown> = { ...base, version: o.version, answeredMs: o.ms };
+          const now = host.clock.now();
+          if (!scan || now - scan.at >= SCAN_REUSE_MS) scan = { stuck: await scanStuckRunc(host, options.procPath, stuckAfterS, signal).catch(() => undefined), at: now };
+          const stuck = scan.stuck;
+          const ev: Record<string, unknown> = { ...base, version: o.version, answeredMs: o.ms, scannedAt: new Date(scan.at).toISOString() };
           if (stuck) ev.stuckRunc = { count: stuck.count, olderThanSeconds: stuck.olderThanSeconds, oldestSeconds: stuck.oldestSeconds, sample: stuck.sample };
           if (stuck?.count) ev.bug = bugVerdict({ ...(await readRpm().then((text) => (text ? { rpm: text } : {}))), version: o.version });
           const note = stuck?.count ? `; ${describeStuck(stuck)}` : '';
           return { status: 'ok', reason: 'SystemdResponsive', message: `PID 1 (systemd ${o.version}) answered in ${formatDuration(o.ms)}${note}`, evidence: ev };
         }
+        scan = undefined;
         const ev: Record<string, unknown> = { ...base, ...(await evidence(signal, failures >= options.failures)) };
         const stuck = ev.stuckRunc as StuckRunc | undefined;
         const bug = ev.bug as BugVerdict | undefined;

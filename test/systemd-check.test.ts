@@ -31,6 +31,8 @@ t.test('SIGSTOP of the namespace PID 1 -> systemd SystemdUnresponsive; other che
   const ns = s.ns;
   await ns.addUnit('stuck-runc.service', `[Service]\nExecStart=${join(bin, 'runc')} infinity\n`);
   t.equal((await ns.systemctl('start', 'stuck-runc.service')).exitCode, 0);
+  // Older than stuckRuncAfter (1 s) before the first scan: a healthy PID 1 gets a scan a minute at most.
+  await sleep(1500);
   await s.writeConfig({
     checks: {
       disk: { enabled: true, paths: [s.dir], timeout: '2s' },

@@ -83,7 +83,8 @@ export const systemdCheck: CheckDefinition<SystemdOptions> = {
   id: 'systemd',
   defaults: systemdDefaults,
   restartCures: true, // by `reexec-systemd`, not by a unit restart
-  nodeCondition: { type: 'SystemdUnresponsive', healthyReason: 'SystemdIsResponsive' },
+  // Not published where systemctl is missing or fails at once: nothing there to be unresponsive.
+  nodeCondition: { type: 'SystemdUnresponsive', healthyReason: 'SystemdIsResponsive', silentWhen: ['NotInstalled', 'SystemctlFailed'] },
   schema: {
     type: 'object',
     additionalProperties: false,

@@ -71,6 +71,11 @@ export interface NodeConditionSpec {
   readonly type: string;
   /** The condition's `reason` while its checks are ok (e.g. `KubeletIsHealthy`). */
   readonly healthyReason: string;
+  /**
+   * `unknown` reasons that publish nothing rather than an `Unknown` condition: where the thing the
+   * condition is about cannot exist on this node (no systemctl at all), an `Unknown` would only be noise.
+   */
+  readonly silentWhen?: readonly string[];
 }
 
 /**

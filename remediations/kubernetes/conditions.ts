@@ -44,6 +44,8 @@ interface ConditionSource {
   type: ConditionType;
   healthyReason: string;
   checks: string[];
+  /** Per check, `unknown` reasons that publish nothing (NodeConditionSpec.silentWhen). */
+  silent?: Record<string, readonly string[]>;
 }
 
 /** The conditions the registered checks declare, each with the checks that feed it. Pure. */
@@ -53,6 +55,7 @@ export function conditionSources(defs: readonly CheckDefinition<any>[] = CHECK_D
     if (!d.nodeCondition) continue;
     const c = by.get(d.nodeCondition.type) ?? { type: d.nodeCondition.type, healthyReason: d.nodeCondition.healthyReason, checks: [] };
     c.checks.push(d.id);
+    if (d.nodeCondition.silentWhen) (c.silent ??= {})[d.id] = d.nodeCondition.silentWhen;
     by.set(c.type, c);
   }
   const rank = (t: string): number => (FIRST.includes(t) ? FIRST.indexOf(t) : FIRST.length);
@@ -79,7 +82,8 @@ export function desiredConditions(
 ): DesiredCondition[] {
   const out: DesiredCondition[] = [];
   for (const s of sources) {
-    const c = fromResults(s.type, s.healthyReason, results.filter((r) => s.checks.includes(r.check)));
+    const mine = results.filter((r) => s.checks.includes(r.check) && !(r.status === 'unknown' && s.silent?.[r.check]?.includes(r.reason)));
+    const c = fromResults(s.type, s.healthyReason, mine);
     if (c) out.push(c);
   }
   out.push(

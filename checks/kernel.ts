@@ -81,6 +81,7 @@ const CATCH_UP_WAIT_MS = 5000;
 
 export const kernelCheck: CheckDefinition<KernelOptions> = {
   id: 'kernel',
+  reasons: ['KernelLogQuiet', 'NoKernelLines', 'KernelDeadlock', 'ReadonlyFilesystem', 'OOMKilling', 'SoftLockup', 'IOError', 'FilesystemError', 'ConntrackFull', 'UnregisterNetDevice', 'TaskHung', 'NotInstalled', 'SourceUnavailable', 'SourceCatchingUp'],
   defaults: {
     enabled: true,
     source: 'journald',

@@ -84,6 +84,7 @@ const renewIso = (l: V1Lease): string | undefined => isoTime(l.spec?.renewTime a
 
 export const kubeletConnectionCheck: CheckDefinition<KubeletConnectionOptions> = {
   id: 'kubelet-connection',
+  reasons: ['KubeletConnected', 'KubeletDisconnected', 'KubeletNotHealthy', 'NoNodeLease', 'NoKubernetesAccess', 'ApiUnavailable', 'ApiTimeout', 'ApiUnreachable'],
   restartCures: true, // restart-kubelet reconnects it
   defaults: { enabled: true, healthzUrl: 'http://127.0.0.1:10248/healthz', leaseNamespace: 'kube-node-lease', staleAfter: '40s', timeout: '10s' },
   schema: {

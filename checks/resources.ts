@@ -73,6 +73,7 @@ async function readParsed<T>(host: Host, path: string, parse: (s: string) => T):
 
 export const resourcesCheck: CheckDefinition<ResourcesOptions> = {
   id: 'resources',
+  reasons: ['ResourcesNormal', 'PIDUsageHigh', 'FileUsageHigh', 'ConntrackUsageHigh', 'ProcUnreadable'],
   defaults: { enabled: true, procRoot: '/proc', maxPidsPercent: 70, maxFilesPercent: 70, maxConntrackPercent: 90 },
   schema: {
     type: 'object',

@@ -81,6 +81,7 @@ export function describeStuck(s: StuckRunc | undefined): string {
 
 export const systemdCheck: CheckDefinition<SystemdOptions> = {
   id: 'systemd',
+  reasons: ['SystemdUnresponsive', 'SystemdResponsive', 'SystemdNotAnswering', 'NotInstalled', 'SystemctlFailed'],
   defaults: systemdDefaults,
   restartCures: true, // by `reexec-systemd`, not by a unit restart
   // Not published where systemctl is missing or fails at once: nothing there to be unresponsive.

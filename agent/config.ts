@@ -24,7 +24,7 @@ const MAX_PROBLEMS = 30;
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
-/** The effective configuration (defaults merged). Keys fixed by SPEC.md are marked there. */
+/** The effective configuration (defaults merged). Keys fixed by docs/CONTRACT.md are marked there. */
 export interface Config {
   /** The node the agent acts for; empty means `$NODEMEDIC_NODE_NAME`, else the host name. */
   nodeName: string;
@@ -383,7 +383,7 @@ export interface ConfigSource {
   config: Config;
 }
 
-/** SPEC.md's lookup: `--config FILE`, else `$NODEMEDIC_CONFIG`, else /etc/nodemedic/config.yaml if it exists, else defaults. */
+/** docs/CONTRACT.md's lookup: `--config FILE`, else `$NODEMEDIC_CONFIG`, else /etc/nodemedic/config.yaml if it exists, else defaults. */
 export function loadConfig(explicit?: string, env: NodeJS.ProcessEnv = process.env): ConfigSource {
   const path = explicit || env.NODEMEDIC_CONFIG || (existsSync('/etc/nodemedic/config.yaml') ? '/etc/nodemedic/config.yaml' : '');
   if (!path) return { source: '(embedded defaults)', config: resolveConfig({}, '(embedded defaults)') };

@@ -10,7 +10,7 @@ export interface StatusSource {
 
 const READ_PATHS = ['/healthz', '/metrics', '/status'] as const;
 
-/** The read-only endpoints of SPEC.md. No route mutates anything, so none needs authentication. */
+/** The read-only endpoints of docs/CONTRACT.md. No route mutates anything, so none needs authentication. */
 export function buildServer(source: StatusSource): FastifyInstance {
   // Idle keep-alive connections are closed as soon as close() starts; the rest get `closeServer`'s deadline.
   const app = Fastify({ logger: false, return503OnClosing: true, connectionTimeout: 10_000, requestTimeout: 10_000, forceCloseConnections: 'idle' });

@@ -1,4 +1,4 @@
-/** Exit codes from SPEC.md (sysexits.h for usage and config). */
+/** Exit codes from docs/CONTRACT.md (sysexits.h for usage and config). */
 export const EXIT = {
   ok: 0,
   problem: 1,

@@ -1,6 +1,6 @@
 import type { CheckResult } from '../checks/types.js';
 
-/** Metric label values for `nodemedic_remediation_actions_total` (SPEC.md). */
+/** Metric label values for `nodemedic_remediation_actions_total` (docs/CONTRACT.md). */
 export type ActionName =
   | 'restart_kubelet'
   | 'restart_docker'

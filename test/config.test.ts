@@ -15,7 +15,7 @@ function problems(fn: () => unknown): string[] {
   throw new Error('expected a ConfigError');
 }
 
-t.test('embedded defaults match SPEC.md', async (t) => {
+t.test('embedded defaults match docs/CONTRACT.md', async (t) => {
   const c = resolveConfig({});
   t.equal(c.http.listen, '0.0.0.0:20258');
   t.equal(c.schedule, '*/15 * * * * *');

@@ -310,7 +310,7 @@ class LadderRemediator implements Remediator {
     }
     await this.serial(async () => {
       if (this.stopped && this.abandoned) return;
-      const next = applyOutcome(this.state, a.id, outcome, this.policy());
+      const next = applyOutcome(this.state, a.id, outcome, { ...this.policy(), retryJitter: Math.random() });
       try {
         await this.store.save(next);
       } catch (e) {

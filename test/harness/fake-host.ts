@@ -162,6 +162,7 @@ export class Fleet {
         continue;
       }
       n.reboots.push(Number(readFileSync(flag, 'utf8')));
+      this.t.comment(`${new Date().toISOString()} ${n.name}: systemctl reboot`);
       // systemd stops the services at shutdown: SIGTERM, then SIGKILL after its timeout.
       await n.agent?.stop();
       this.cluster.fake.updateNode(n.name, (node) => {
@@ -180,6 +181,7 @@ export class Fleet {
       const starting = this.startAgent(n);
       await this.opts.onBoot?.(n.name, n.boots);
       await starting;
+      this.t.comment(`${new Date().toISOString()} ${n.name}: booted (${n.boots})`);
       // The kubelet posts Ready again.
       this.cluster.fake.updateNode(n.name, (node) => {
         node.status.conditions[0].status = 'True';

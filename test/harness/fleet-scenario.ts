@@ -114,7 +114,8 @@ export async function runFleet(t: Tap.Test, slots: number, opts: { outageAfterFi
   }
   if (outageNode) {
     const o = await outageDone!;
-    const uncordon = timeline.find((x) => x.node === outageNode && !x.cordoned);
+    // Its last uncordon: the one after the reboot (an earlier one may be a rollback of a failed drain).
+    const uncordon = timeline.filter((x) => x.node === outageNode && !x.cordoned).at(-1);
     t.ok(uncordon && uncordon.at >= o.to, `${outageNode} stayed cordoned through the outage and was uncordoned after it`);
     const waits = fleet.lines(/recovery waiting, time not counted/).filter((l) => l.node === outageNode);
     t.ok(waits.length >= 1, `${outageNode} said why it waited: ${String(waits[0]?.line.msg ?? '')}`);

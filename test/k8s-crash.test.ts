@@ -124,7 +124,7 @@ t.test('the real daemon (nodemedic run) restarted after a SIGKILL mid-drain roll
     kubernetes: { kubeconfig: c.kubeconfig },
     remediation: { mode: 'off' },
     checks: { disk: off, pleg: off, kubelet: off, docker: off, containerd: off, 'systemd-version': off, 'stuck-pods': off, 'node-ready': off },
-  });
+  }, { readyTimeoutMs: 120_000 });
   t.teardown(() => agent.stop());
   await until(() => !c.fake.node(SELF).spec.unschedulable, 120_000).catch(() => {
     throw new Error(`the daemon did not roll back:\n${agent.logs()}`);

@@ -31,16 +31,24 @@ export interface LadderPolicy {
   /** Backoff of a refused step (`retryBackoff`): the first retry after `retryInitialMs`, doubling up to `retryMaxMs`. */
   retryInitialMs?: number;
   retryMaxMs?: number;
+  /**
+   * In [0, 1): spreads a retry over 50–150 % of its backoff, so that agents refused together (two
+   * holders of two slots under a storm limit of one) do not retry in lockstep. The caller draws it;
+   * `decide` stays pure. Default 0.5 (no spread).
+   */
+  retryJitter?: number;
 }
 
 const DEFAULT_RETRY_INITIAL_MS = 60_000;
 const DEFAULT_RETRY_MAX_MS = 15 * 60_000;
 
 /** The wait before retry number `n` (1-based) of a refused step. */
-export function retryBackoffMs(n: number, p: Pick<LadderPolicy, 'retryInitialMs' | 'retryMaxMs'>): number {
+export function retryBackoffMs(n: number, p: Pick<LadderPolicy, 'retryInitialMs' | 'retryMaxMs' | 'retryJitter'>): number {
   const initial = p.retryInitialMs ?? DEFAULT_RETRY_INITIAL_MS;
   const max = Math.max(initial, p.retryMaxMs ?? DEFAULT_RETRY_MAX_MS);
-  return Math.min(max, initial * 2 ** Math.min(30, Math.max(0, n - 1)));
+  const base = Math.min(max, initial * 2 ** Math.min(30, Math.max(0, n - 1)));
+  const j = Math.min(1, Math.max(0, p.retryJitter ?? 0.5));
+  return Math.round(base * (0.5 + j));
 }
 
 /** What the agent observed: the latest check results and, on request, the state of units. */
@@ -561,7 +569,7 @@ export function decide(state: LadderState, observed: Observed, now: number, p: L
  * Records how an action ended and starts the settle period. Pure. An outcome for an action that is
  * not in the state (pruned) changes only the episode.
  */
-export function applyOutcome(state: LadderState, actionId: string, outcome: ActionOutcome, p: Pick<LadderPolicy, 'settleMs' | 'retryInitialMs' | 'retryMaxMs'>): LadderState {
+export function applyOutcome(state: LadderState, actionId: string, outcome: ActionOutcome, p: Pick<LadderPolicy, 'settleMs' | 'retryInitialMs' | 'retryMaxMs' | 'retryJitter'>): LadderState {
   const s: LadderState = structuredClone(state);
   const a = s.actions.find((x) => x.id === actionId);
   if (!a) return s;

@@ -104,6 +104,8 @@ class LadderRemediator implements Remediator {
   private nextDecisionAt: number | null = null;
   private waitingFor: string | null = null;
   private lastError: string | null = null;
+  /** A drain-reboot issued its reboot: no further decision in this boot (the next start judges it). */
+  private rebootIssued = false;
   /** Set when stop() gave up waiting for an action: this instance then never writes state again. */
   private abandoned = false;
   private readonly metrics: LadderMetrics | undefined;
@@ -213,7 +215,9 @@ class LadderRemediator implements Remediator {
   /** One decision (serialized); never throws. */
   private decideNow(): Promise<void> {
     return this.serial(async () => {
-      if (this.stopped || this.inflight) return;
+      // After `systemctl reboot` was issued, the machine is going down: judging the step now (before
+      // the boot) would call a reboot that has not happened yet a failure.
+      if (this.stopped || this.inflight || this.rebootIssued) return;
       try {
         await this.decideLocked();
       } catch (e) {
@@ -326,7 +330,7 @@ class LadderRemediator implements Remediator {
     outcome.detail += evidence.path ? ` (evidence: ${evidence.path})` : ` (no evidence bundle: ${evidence.error ?? 'not written'})`;
     await this.serial(async () => {
       if (this.stopped && this.abandoned) return;
-      const next = applyOutcome(this.state, a.id, outcome, this.policy());
+      const next = applyOutcome(this.state, a.id, outcome, { ...this.policy(), retryJitter: Math.random() });
       try {
         await this.store.save(next);
       } catch (e) {
@@ -335,6 +339,7 @@ class LadderRemediator implements Remediator {
         this.logger.error({ err: e, stateFile: this.store.path }, 'cannot persist an action outcome');
       }
       this.state = next;
+      if (a.step === 'drain-reboot' && a.mode === 'enforce' && outcome.result === 'success') this.rebootIssued = true;
       // The DrainRebooter counts its own actions (types.ts); restarts are counted here.
       if (a.action && (a.step !== 'drain-reboot' || threw)) this.deps.recordAction(a.action, outcome.result);
       const level = outcome.result === 'failure' ? 'error' : outcome.result === 'skipped' ? 'warn' : 'info';

@@ -52,7 +52,7 @@ t.test('killed at any point of the drain: on restart it rolls back and never lea
       populate(c);
       const cfg = writeNodeConfigFile(c, SELF, { maxUnhealthyNodes: 3, drain: { timeout: '10m' } });
       const child = spawnCli(t, ['reboot', '--config', cfg.path, '--reason', `crash test: ${point.name}`]);
-      await until(() => point.reached(c), 30_000, 5).catch(() => {
+      await until(() => point.reached(c), 120_000, 5).catch(() => {
         throw new Error(`never reached "${point.name}":\n${child.output()}`);
       });
       child.proc.kill('SIGKILL');
@@ -111,7 +111,7 @@ t.test('the real daemon (nodemedic run) restarted after a SIGKILL mid-drain roll
   populate(c);
   const cfg = writeNodeConfigFile(c, SELF, { maxUnhealthyNodes: 3, drain: { timeout: '10m' } });
   const child = spawnCli(t, ['reboot', '--config', cfg.path, '--reason', 'daemon restart test']);
-  await until(() => c.fake.requests.filter((r) => r.status === 429).length >= 1, 30_000, 5);
+  await until(() => c.fake.requests.filter((r) => r.status === 429).length >= 1, 120_000, 5);
   child.proc.kill('SIGKILL');
   await child.exited;
   t.ok(c.fake.node(SELF).spec.unschedulable, 'left cordoned by the killed process');
@@ -124,9 +124,9 @@ t.test('the real daemon (nodemedic run) restarted after a SIGKILL mid-drain roll
     kubernetes: { kubeconfig: c.kubeconfig },
     remediation: { mode: 'off' },
     checks: { disk: off, pleg: off, kubelet: off, docker: off, containerd: off, 'systemd-version': off, 'stuck-pods': off, 'node-ready': off },
-  });
+  }, { readyTimeoutMs: 120_000 });
   t.teardown(() => agent.stop());
-  await until(() => !c.fake.node(SELF).spec.unschedulable, 30_000).catch(() => {
+  await until(() => !c.fake.node(SELF).spec.unschedulable, 120_000).catch(() => {
     throw new Error(`the daemon did not roll back:\n${agent.logs()}`);
   });
   t.notOk(c.fake.node(SELF).metadata.annotations?.[CORDONED_BY], 'mark removed');

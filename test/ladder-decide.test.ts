@@ -271,7 +271,7 @@ t.test('table: single decisions', async (t) => {
       over: PLEG_BAD,
       expect: (t, d, sim) => {
         t.match(act(d), { step: 'drain-reboot', action: 'reboot' });
-        t.same(sim.state.budgets.reboots, [T0 + MIN]);
+        t.same(sim.state.budgets.reboots, [], 'the reboot budget is spent when the reboot is issued, not when it is asked for');
         t.same(sim.asked, [], 'a reboot needs no unit facts');
       },
     },
@@ -781,4 +781,51 @@ t.test('config cross-checks name the key path', async (t) => {
     'remediation.firstStep.docker: "docker" is not in remediation.triggers',
     'remediation.firstStep.pleg: step "drain-reboot" is not in remediation.steps (restart-kubelet, restart-runtime)',
   ]);
+});
+
+t.test('a refused drain-reboot is retried with backoff while its trigger persists, and spends nothing until a reboot is issued (issue 11)', async (t) => {
+  const sim = new Sim(policy({ steps: ['drain-reboot'], retryInitialMs: 10 * S, retryMaxMs: 40 * S, retryJitter: 0.5 }));
+  sim.tick({ pleg: 'problem' });
+  sim.advance(MIN);
+  let d = sim.tick({ pleg: 'problem' });
+  t.match(d.next, { kind: 'act', action: { step: 'drain-reboot' } });
+  const waits: number[] = [];
+  for (let i = 0; i < 4; i++) {
+    const id = d.next.kind === 'act' ? d.next.action.id : '';
+    sim.state = applyOutcome(sim.state, id, { result: 'skipped', detail: 'refused: lease: all 1 reboot leases are held', at: sim.clock.now(), retry: true }, sim.p);
+    t.match(sim.state.episode, { state: 'active', phase: 'retrying', retries: i + 1 }, `refusal ${i + 1}: retrying, not exhausted`);
+    t.same(sim.state.budgets.reboots, [], `refusal ${i + 1}: the reboot budget is untouched`);
+    waits.push(sim.state.episode!.judgeAt! - sim.clock.now());
+    t.match(sim.tick({ pleg: 'problem' }).next, { kind: 'wait' }, 'waits for the backoff');
+    sim.advance(waits.at(-1)! + S);
+    d = sim.tick({ pleg: 'problem' });
+    t.match(d.next, { kind: 'act', action: { step: 'drain-reboot' } }, `retry ${i + 1} taken while the trigger persists`);
+  }
+  t.same(waits, [10 * S, 20 * S, 40 * S, 40 * S], 'the backoff doubles up to its max');
+  sim.complete(d, 'success', 'reboot issued');
+  t.same(sim.state.budgets.reboots, [sim.clock.now()], 'the reboot actually issued spends the budget, once');
+  t.notOk(sim.state.episode!.retries, 'retries reset');
+  // A refusal whose trigger then clears ends the episode: nothing is retried for nothing.
+  const s2 = new Sim(policy({ steps: ['drain-reboot'], retryInitialMs: 10 * S }));
+  s2.tick({ pleg: 'problem' });
+  s2.advance(MIN);
+  const d2 = s2.tick({ pleg: 'problem' });
+  s2.state = applyOutcome(s2.state, d2.next.kind === 'act' ? d2.next.action.id : '', { result: 'failure', detail: 'list nodes: HTTP 503', at: s2.clock.now(), retry: true }, s2.p);
+  s2.advance(11 * S);
+  const end = s2.tick({ pleg: 'ok' });
+  t.match(end.next, { kind: 'none', why: 'recovered' });
+  t.same(s2.state.budgets.reboots, []);
+});
+
+t.test('budget entries dated in the future (the clock stepped back) are ignored and said', async (t) => {
+  const sim = new Sim(policy({ steps: ['restart-kubelet', 'drain-reboot'] }));
+  // Written before the clock stepped back an hour: one restart and one reboot "in the future".
+  sim.state.budgets.restarts.kubelet = [T0 + HOUR, T0 + HOUR, T0 + HOUR];
+  sim.state.budgets.reboots = [T0 + HOUR];
+  const first = sim.tick({ pleg: 'problem' });
+  t.ok(first.log.events.some((e) => /ignored 3 restart budget entries of kubelet dated in the future/.test(e)), 'the restarts are said');
+  t.ok(first.log.events.some((e) => /ignored 1 reboot budget entry dated in the future/.test(e)), 'and the reboot');
+  t.same(sim.state.budgets, { restarts: {}, reboots: [], noRebootBefore: null }, 'and dropped');
+  sim.advance(MIN);
+  t.match(sim.tick({ pleg: 'problem' }).next, { kind: 'act', action: { action: 'restart_kubelet' } }, 'they block nothing');
 });

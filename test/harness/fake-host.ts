@@ -33,7 +33,7 @@ export interface FleetOptions {
   remediation?: Record<string, unknown>;
   /** How long a rebooting node stays down (stopped agent, NotReady Node). */
   downMs: number;
-  /** Called right after a node's agent is started again after its reboot (e.g. to start an API outage). */
+  /** Called once a node's agent serves again after its reboot, before its Node is Ready (e.g. to start an API outage). */
   onBoot?: (node: string, n: number) => void | Promise<void>;
 }
 
@@ -162,6 +162,7 @@ export class Fleet {
         continue;
       }
       n.reboots.push(Number(readFileSync(flag, 'utf8')));
+      this.t.comment(`${new Date().toISOString()} ${n.name}: systemctl reboot`);
       // systemd stops the services at shutdown: SIGTERM, then SIGKILL after its timeout.
       await n.agent?.stop();
       this.cluster.fake.updateNode(n.name, (node) => {
@@ -177,9 +178,10 @@ export class Fleet {
       rmSync(flag);
       this.healthz.faulty.delete(n.name);
       n.boots += 1;
-      const starting = this.startAgent(n);
+      await this.startAgent(n);
+      // Before the kubelet is back (Ready), e.g. an API outage right after the boot.
       await this.opts.onBoot?.(n.name, n.boots);
-      await starting;
+      this.t.comment(`${new Date().toISOString()} ${n.name}: booted (${n.boots})`);
       // The kubelet posts Ready again.
       this.cluster.fake.updateNode(n.name, (node) => {
         node.status.conditions[0].status = 'True';

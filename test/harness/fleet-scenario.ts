@@ -14,19 +14,19 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import t from 'tap';
-import { startCluster } from './fake-apiserver/harness.js';
-import { outage } from './fake-apiserver/faults.js';
-import { cordonedAt, cordonTimeline, Fleet, maxCordoned, slotTakeovers } from './harness/fake-host.js';
-import { waitFor } from './harness/systemd-ns.js';
+import { startCluster } from '../fake-apiserver/harness.js';
+import { outage } from '../fake-apiserver/faults.js';
+import { cordonedAt, cordonTimeline, Fleet, maxCordoned, slotTakeovers } from './fake-host.js';
+import { waitFor } from './systemd-ns.js';
 
-const NODES = 8;
+/** 8 in CI; FLEET_NODES overrides it to debug the mechanics on a smaller fleet. */
+const NODES = Number(process.env.FLEET_NODES ?? 8);
 /** Renewal every third of it; the old code let a Lease expire after it. The reboot lasts longer. */
 const LEASE_DURATION_MS = 1500;
 const DOWN_MS = 2 * LEASE_DURATION_MS;
 const RECOVERY_TIMEOUT_MS = 4000;
 
-async function runFleet(t: Tap.Test, slots: number, opts: { outageAfterFirstBoot?: boolean; failOneEviction?: boolean } = {}): Promise<void> {
+export async function runFleet(t: Tap.Test, slots: number, opts: { outageAfterFirstBoot?: boolean; failOneEviction?: boolean } = {}): Promise<void> {
   const c = await startCluster(t, { msPerGraceSecond: 20 });
   let outageDone: Promise<{ from: number; to: number }> | undefined;
   let outageNode: string | undefined;
@@ -38,7 +38,8 @@ async function runFleet(t: Tap.Test, slots: number, opts: { outageAfterFirstBoot
       // Enough for `slots` nodes out at once, no more: the slot is the limit under test.
       maxUnhealthyNodes: slots - 1,
       leaseDuration: `${LEASE_DURATION_MS}ms`,
-      slotExpiry: '60s',
+      // The safety valve, long enough for a slow agent restart on a busy machine: never what this tests.
+      slotExpiry: '15m',
       recovery: { timeout: `${RECOVERY_TIMEOUT_MS}ms` },
       retryBackoff: { initial: '500ms', max: '3s' },
       rebootsPerDay: 1,
@@ -113,17 +114,11 @@ async function runFleet(t: Tap.Test, slots: number, opts: { outageAfterFirstBoot
   }
   if (outageNode) {
     const o = await outageDone!;
-    const uncordon = timeline.find((x) => x.node === outageNode && !x.cordoned);
+    // Its last uncordon: the one after the reboot (an earlier one may be a rollback of a failed drain).
+    const uncordon = timeline.filter((x) => x.node === outageNode && !x.cordoned).at(-1);
     t.ok(uncordon && uncordon.at >= o.to, `${outageNode} stayed cordoned through the outage and was uncordoned after it`);
     const waits = fleet.lines(/recovery waiting, time not counted/).filter((l) => l.node === outageNode);
     t.ok(waits.length >= 1, `${outageNode} said why it waited: ${String(waits[0]?.line.msg ?? '')}`);
   }
 }
 
-t.test('one slot: eight nodes healed one at a time, through a 503 outage after a boot and a failed eviction', async (t) => {
-  await runFleet(t, 1, { outageAfterFirstBoot: true, failOneEviction: true });
-});
-
-t.test('two slots: eight nodes healed two at a time', async (t) => {
-  await runFleet(t, 2);
-});

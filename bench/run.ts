@@ -40,6 +40,7 @@ const SPECS: StepSpec[] = [
   { ids: ['pleg-latency'], script: 'pleg-latency.mts', limitS: 240 },
   { ids: ['docker-hang', 'metrics-load'], script: 'docker.mts', limitS: 240 },
   { ids: ['drain'], script: 'drain.mts', limitS: 240 },
+  { ids: ['api-load'], script: 'api-load.mts', limitS: 900 },
 ];
 
 const TITLES: Record<StepId, string> = {
@@ -50,6 +51,7 @@ const TITLES: Record<StepId, string> = {
   'docker-hang': 'Hung-docker detection',
   'metrics-load': '/metrics under load while a check hangs',
   drain: 'Drain of 110 pods against the fake API server',
+  'api-load': 'API load per agent, idle and during an episode, against the fake API server',
 };
 
 function log(msg: string): void {
@@ -74,6 +76,7 @@ const STEP_GOALS: Partial<Record<StepId, string[]>> = {
   'pleg-latency': ['PLEG detection p99 under 1 s'],
   'docker-hang': ['hung-docker detection within timeout + 1 s'],
   'metrics-load': ['/metrics p99 under 5 ms while a check hangs'],
+  'api-load': ['at idle at most 1 request per agent per minute besides the watches'],
 };
 
 async function runScript(spec: StepSpec, ids: StepId[], quick: boolean): Promise<StepReport[]> {
@@ -258,11 +261,53 @@ async function main(): Promise<number> {
     .filter((l, i, a) => !(l === '' && a[i - 1] === ''))
     .join('\n');
   writeFileSync(out, md);
+  // A full-length run of some steps (`--only`, not `--quick`) also updates those steps' sections of the
+  // record (bench/RESULTS.md), so one step can be re-measured without re-running the others.
+  if (partial && !quick && values.out === undefined) spliceIntoRecord(reports, seconds, command, started);
   const jsonOut = out.endsWith('.md') ? `${out.slice(0, -3)}.json` : `${out}.json`;
   writeFileSync(jsonOut, JSON.stringify({ started: started.toISOString(), command, quick, only, totalS, machine: Object.fromEntries(machine()), reports }, null, 2) + '\n');
   log(`wrote ${relative(REPO_ROOT, out)} in ${fmt(totalS / 60, 2)} min`);
   for (const g of goals) log(`${verdict(g).replace(/\*/g, '')}: ${g.goal}: ${g.measured}`);
   return 0;
+}
+
+/** Replaces (or appends) each report's `## N. Title` section in bench/RESULTS.md and its entry in RESULTS.json. */
+function spliceIntoRecord(reports: StepReport[], seconds: Partial<Record<StepId, number>>, command: string, started: Date): void {
+  const mdPath = join(REPO_ROOT, 'bench', 'RESULTS.md');
+  const jsonPath = join(REPO_ROOT, 'bench', 'RESULTS.json');
+  let md: string;
+  try {
+    md = readFileSync(mdPath, 'utf8');
+  } catch {
+    return;
+  }
+  for (const r of reports) {
+    const lines = md.split('\n');
+    const start = lines.findIndex((l) => /^## \d+\. /.test(l) && l.replace(/^## \d+\. /, '') === r.title);
+    const sections = lines.filter((l) => /^## \d+\. /.test(l)).length;
+    const n = start >= 0 ? Number(/^## (\d+)\./.exec(lines[start]!)![1]) : sections + 1;
+    const section = [`## ${n}. ${r.title}`, '', `_Measured by ${command} on ${started.toISOString()}, commit ${commit()}._`, '', r.measured ? '' : `**Not measured:** ${r.why ?? ''}`, r.body, '', `_Step time: ${fmt(seconds[r.id] ?? 0)} s._`, ''];
+    if (start < 0) {
+      md = `${md.replace(/\n*$/, '\n')}\n${section.join('\n')}`;
+    } else {
+      let end = lines.findIndex((l, i) => i > start && /^## /.test(l));
+      if (end < 0) end = lines.length;
+      md = [...lines.slice(0, start), ...section, ...lines.slice(end)].join('\n');
+    }
+  }
+  writeFileSync(mdPath, md.replace(/\n{3,}/g, '\n\n'));
+  try {
+    const json = JSON.parse(readFileSync(jsonPath, 'utf8')) as { reports: StepReport[] };
+    for (const r of reports) {
+      const i = json.reports.findIndex((x) => x.id === r.id);
+      if (i >= 0) json.reports[i] = r;
+      else json.reports.push(r);
+    }
+    writeFileSync(jsonPath, JSON.stringify(json, null, 2) + '\n');
+  } catch {
+    // No record yet: the partial files have it.
+  }
+  log(`updated ${reports.map((r) => r.id).join(', ')} in ${relative(REPO_ROOT, mdPath)}`);
 }
 
 main().then(

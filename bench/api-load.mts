@@ -115,8 +115,8 @@ const sum = (m: Map<string, number>, f: (k: string) => boolean = () => true) => 
 
 async function apiLoad(opts: StepOptions): Promise<StepReport> {
   const n = opts.quick ? 3 : 5;
-  const idleMs = opts.quick ? 90_000 : 6 * 60_000;
-  const episodeMs = opts.quick ? 90_000 : 4 * 60_000;
+  const idleMs = opts.quick ? 90_000 : 4 * 60_000;
+  const episodeMs = opts.quick ? 90_000 : 3 * 60_000;
   const before = buildBefore(opts.log);
   // Both fleets at once: the same machine, the same minutes.
   const [b, a] = await Promise.all([fleet('before', before.cli, n, idleMs, episodeMs, opts.log), fleet('after', CLI, n, idleMs, episodeMs, opts.log)]);

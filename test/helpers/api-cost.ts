@@ -67,7 +67,7 @@ export async function startFleetAgent(node: string, kubeconfig: string, config: 
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const url = `http://127.0.0.1:${port}`;
   // Generous: several agents load client-node at once on a shared 2-core machine.
-  const deadline = Date.now() + 180_000;
+  const deadline = Date.now() + 300_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`agent ${node} exited with ${child.exitCode}:\n${out}`);
     try {

@@ -11,7 +11,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The step ids, in the order `npm run bench` runs them (also the names `--only` accepts). */
-export const STEP_IDS = ['footprint', 'startup', 'pleg-throughput', 'pleg-latency', 'docker-hang', 'metrics-load', 'drain', 'soak-hostile', 'footprint-units', 'soak'] as const;
+export const STEP_IDS = ['footprint', 'startup', 'pleg-throughput', 'pleg-latency', 'docker-hang', 'metrics-load', 'drain', 'api-load', 'soak-hostile', 'footprint-units', 'soak'] as const;
 export type StepId = (typeof STEP_IDS)[number];
 
 /** One goal of issue 7, judged against a figure of this run. */

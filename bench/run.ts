@@ -44,6 +44,7 @@ const SPECS: StepSpec[] = [
   { ids: ['soak-hostile'], run: soakHostile },
   // The soak is an hour at full length (issue 15); footprint-units a few minutes.
   { ids: ['footprint-units', 'soak'], script: 'soak.mts', limitS: 4200 },
+  { ids: ['api-load'], script: 'api-load.mts', limitS: 900 },
 ];
 
 const TITLES: Record<StepId, string> = {
@@ -57,6 +58,7 @@ const TITLES: Record<StepId, string> = {
   'soak-hostile': 'Soak: 30 min, 1 s schedule, hung API server',
   'footprint-units': 'Footprint with real units: CPU and RSS at the default schedule',
   soak: 'Soak: RSS of `nodemedic run` at a 1 s schedule with real units',
+  'api-load': 'API load per agent, idle and during an episode, against the fake API server',
 };
 
 function log(msg: string): void {
@@ -83,6 +85,7 @@ const STEP_GOALS: Partial<Record<StepId, string[]>> = {
   'metrics-load': ['/metrics p99 under 5 ms while a check hangs'],
   'footprint-units': ['idle CPU with real units at most 0.3 % of one core at the default schedule', 'peak RSS at most 80 MiB (real units, default schedule)'],
   soak: ['no RSS growth over the soak at a 1 s schedule', 'peak RSS at most 80 MiB (1 s schedule, real units)'],
+  'api-load': ['at idle at most 1 request per agent per minute besides the watches'],
 };
 
 async function runScript(spec: StepSpec, ids: StepId[], quick: boolean): Promise<StepReport[]> {
@@ -267,11 +270,53 @@ async function main(): Promise<number> {
     .filter((l, i, a) => !(l === '' && a[i - 1] === ''))
     .join('\n');
   writeFileSync(out, md);
+  // A full-length run of some steps (`--only`, not `--quick`) also updates those steps' sections of the
+  // record (bench/RESULTS.md), so one step can be re-measured without re-running the others.
+  if (partial && !quick && values.out === undefined) spliceIntoRecord(reports, seconds, command, started);
   const jsonOut = out.endsWith('.md') ? `${out.slice(0, -3)}.json` : `${out}.json`;
   writeFileSync(jsonOut, JSON.stringify({ started: started.toISOString(), command, quick, only, totalS, machine: Object.fromEntries(machine()), reports }, null, 2) + '\n');
   log(`wrote ${relative(REPO_ROOT, out)} in ${fmt(totalS / 60, 2)} min`);
   for (const g of goals) log(`${verdict(g).replace(/\*/g, '')}: ${g.goal}: ${g.measured}`);
   return 0;
+}
+
+/** Replaces (or appends) each report's `## N. Title` section in bench/RESULTS.md and its entry in RESULTS.json. */
+function spliceIntoRecord(reports: StepReport[], seconds: Partial<Record<StepId, number>>, command: string, started: Date): void {
+  const mdPath = join(REPO_ROOT, 'bench', 'RESULTS.md');
+  const jsonPath = join(REPO_ROOT, 'bench', 'RESULTS.json');
+  let md: string;
+  try {
+    md = readFileSync(mdPath, 'utf8');
+  } catch {
+    return;
+  }
+  for (const r of reports) {
+    const lines = md.split('\n');
+    const start = lines.findIndex((l) => /^## \d+\. /.test(l) && l.replace(/^## \d+\. /, '') === r.title);
+    const sections = lines.filter((l) => /^## \d+\. /.test(l)).length;
+    const n = start >= 0 ? Number(/^## (\d+)\./.exec(lines[start]!)![1]) : sections + 1;
+    const section = [`## ${n}. ${r.title}`, '', `_Measured by ${command} on ${started.toISOString()}, commit ${commit()}._`, '', r.measured ? '' : `**Not measured:** ${r.why ?? ''}`, r.body, '', `_Step time: ${fmt(seconds[r.id] ?? 0)} s._`, ''];
+    if (start < 0) {
+      md = `${md.replace(/\n*$/, '\n')}\n${section.join('\n')}`;
+    } else {
+      let end = lines.findIndex((l, i) => i > start && /^## /.test(l));
+      if (end < 0) end = lines.length;
+      md = [...lines.slice(0, start), ...section, ...lines.slice(end)].join('\n');
+    }
+  }
+  writeFileSync(mdPath, md.replace(/\n{3,}/g, '\n\n'));
+  try {
+    const json = JSON.parse(readFileSync(jsonPath, 'utf8')) as { reports: StepReport[] };
+    for (const r of reports) {
+      const i = json.reports.findIndex((x) => x.id === r.id);
+      if (i >= 0) json.reports[i] = r;
+      else json.reports.push(r);
+    }
+    writeFileSync(jsonPath, JSON.stringify(json, null, 2) + '\n');
+  } catch {
+    // No record yet: the partial files have it.
+  }
+  log(`updated ${reports.map((r) => r.id).join(', ')} in ${relative(REPO_ROOT, mdPath)}`);
 }
 
 main().then(

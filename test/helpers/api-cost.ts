@@ -66,7 +66,8 @@ export async function startFleetAgent(node: string, kubeconfig: string, config: 
   child.stderr!.on('data', (b: Buffer) => (out = (out + b.toString()).slice(-200_000)));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 60_000;
+  // Generous: several agents load client-node at once on a shared 2-core machine.
+  const deadline = Date.now() + 300_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`agent ${node} exited with ${child.exitCode}:\n${out}`);
     try {
@@ -119,7 +120,9 @@ export function resourceOf(r: RequestRecord): string {
 export function agentOf(r: RequestRecord, nodes: readonly string[]): string | undefined {
   const sel = r.query.get('fieldSelector') ?? '';
   for (const n of nodes) {
-    if (r.path.split('/').includes(n)) return n;
+    const segs = r.path.split('/');
+    // The node itself, or one of its pods (populateNode names them `<node>-app-<i>`).
+    if (segs.includes(n) || segs.some((s) => s.startsWith(`${n}-app-`))) return n;
     if (sel.split(',').some((t) => t.endsWith(`=${n}`))) return n;
   }
   if (r.method === 'POST' && r.path.endsWith('/events')) {

@@ -184,7 +184,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.requesters.push(requester);
       const active: ActiveCheck = {
         id: def.id,
-        check: def.create(options, { host: this.host, logger, nodeName: this.config.nodeName, kube, requestRun: requester.request }),
+        check: def.create(options, { host: this.host, logger, nodeName: this.config.nodeName, kube, requestRun: requester.request, ...(this.opts.serve === false ? { oneShot: true } : {}) }),
         timeoutMs: checkRunTimeoutMs(def, options),
       };
       out.push(active);

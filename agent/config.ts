@@ -115,7 +115,7 @@ function validator(): ReturnType<Ajv['compile']> {
 }
 
 function keyPath(instancePath: string): string {
-  const p = instancePath.replace(/^\//, '').split('/').filter(Boolean).map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+  const p = instancePath.replace(/^\//, '').split('/').filter(Boolean).map((s) => showKey(s.replace(/~1/g, '/').replace(/~0/g, '~')));
   return p.length ? p.join('.') : '(top level)';
 }
 

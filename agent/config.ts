@@ -261,7 +261,7 @@ export const DURATION_RANGES: readonly (readonly [pattern: string, min: string, 
   ['remediation.grace', '0s', '24h'],
   ['remediation.settle', '1s', '24h'],
   ['remediation.commandTimeout', '1s', '1h'],
-  ['remediation.leaseDuration', '15s', '24h'],
+  ['remediation.leaseDuration', '1s', '24h'],
   ['remediation.drain.timeout', '1s', '24h'],
   ['remediation.recovery.timeout', '1s', '24h'],
 ];

@@ -265,7 +265,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       const requester = coalescedRequester(() => this.runRequested(active), REQUESTED_RUN_MIN_GAP_MS, (e) => logger.error({ err: e }, 'requested run failed'));
       const active: ActiveCheck = {
         id: def.id,
-        check: def.create(options, { host: this.host, logger, nodeName: this.config.nodeName, kube, requestRun: requester.request }),
+        check: def.create(options, { host: this.host, logger, nodeName: this.config.nodeName, kube, requestRun: requester.request, ...(this.opts.serve === false ? { oneShot: true } : {}) }),
         timeoutMs: checkRunTimeoutMs(def, options),
       };
       this.requesters.set(active, requester);

@@ -117,7 +117,7 @@ function validator(): ReturnType<Ajv['compile']> {
 }
 
 function keyPath(instancePath: string): string {
-  const p = instancePath.replace(/^\//, '').split('/').filter(Boolean).map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+  const p = instancePath.replace(/^\//, '').split('/').filter(Boolean).map((s) => showKey(s.replace(/~1/g, '/').replace(/~0/g, '~')));
   return p.length ? p.join('.') : '(top level)';
 }
 
@@ -267,7 +267,7 @@ export const DURATION_RANGES: readonly (readonly [pattern: string, min: string, 
   ['remediation.grace', '0s', '24h'],
   ['remediation.settle', '1s', '24h'],
   ['remediation.commandTimeout', '1s', '1h'],
-  ['remediation.leaseDuration', '15s', '24h'],
+  ['remediation.leaseDuration', '1s', '24h'],
   ['remediation.drain.timeout', '1s', '24h'],
   ['remediation.recovery.timeout', '1s', '24h'],
 ];

@@ -445,12 +445,15 @@ export class JournaldSource extends SourceBase implements LogSource {
       onLine: (line) => {
         if (this.stopped || generation !== this.generation) return;
         arm();
-        if (this.handle(line)) delivered = true;
+        const valid = this.handle(line);
+        if (valid) delivered = true;
         if (delivered && this.consecutiveFailures) {
           this.consecutiveFailures = 0;
           this.backoffMs = this.o.backoffMinMs;
         }
-        if (delivered && this.st.failure) {
+        // Only this line's validity clears a failure: an earlier record must not hide the
+        // unreadable lines that came after it.
+        if (valid && this.st.failure) {
           delete this.st.failure;
           this.st.state = 'following';
         }

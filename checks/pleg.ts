@@ -10,7 +10,9 @@
 import type { Host } from '../platform/host.js';
 import { monotonicNow } from '../platform/clock.js';
 import { formatDuration, parseDuration } from '../platform/duration.js';
-import { classifyKubeletLine, PLEG_LINE_NEEDLES, type PlegLabel } from './pleg-classify.js';
+import { constants as fsConstants } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import { classifyKubeletLine, PLEG_LINE_NEEDLES, type KlogTime, type PlegLabel } from './pleg-classify.js';
 import { FileSource, JournaldSource, type LogLine, type LogSource, type SourceStatus } from './log-source.js';
 import { showUnitShared, type UnitState } from '../platform/systemd-unit.js';
 import { noSystemdHere } from './kubelet.js';
@@ -54,6 +56,26 @@ async function boundedWait(p: Promise<unknown>, ms: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   await Promise.race([p.catch(() => undefined), new Promise((r) => (timer = setTimeout(r, ms)))]);
   clearTimeout(timer);
+}
+
+/** `nodemedic check` with `source: file` reads this much of the file's end (CheckDeps.oneShot). */
+export const TAIL_BYTES = 4 * 1024 * 1024;
+const MAX_TAIL_LINE = 64 * 1024;
+/** A file on a hung mount must not hold `check` (an NPD plugin has its own timeout) forever. */
+const TAIL_READ_TIMEOUT_MS = 5000;
+
+/**
+ * A klog header's time (`I1127 10:00:00.123456`: no year, the node's local time) in ms: the latest
+ * such moment not after `now` (plus a minute of clock skew), so a December line read in January is
+ * last year's.
+ */
+export function klogTimeMs(k: KlogTime, now: number): number {
+  const year = new Date(now).getFullYear();
+  for (const y of [year, year - 1]) {
+    const ms = new Date(y, k.month - 1, k.day, k.hour, k.minute, k.second, Math.floor(k.microsecond / 1000)).getTime();
+    if (ms <= now + 60_000) return ms;
+  }
+  return new Date(year - 1, k.month - 1, k.day, k.hour, k.minute, k.second).getTime();
 }
 
 /** How long one run waits for the journal backlog before answering `SourceCatchingUp`. */
@@ -174,12 +196,16 @@ export class PlegMonitor implements Check {
   /** `systemctl show` has been asked at least once, so kubelet's start time is as known as it gets without it. */
   private unitQueried = false;
 
+  /** `nodemedic check`: read the recent tail of a followed file first (CheckDeps.oneShot). */
+  private readonly oneShot: boolean;
+
   constructor(
     private readonly opts: PlegOptions,
-    deps: Pick<CheckDeps, 'host' | 'requestRun'>,
+    deps: Pick<CheckDeps, 'host' | 'requestRun' | 'oneShot'>,
   ) {
     this.host = deps.host;
     this.requestRun = deps.requestRun;
+    this.oneShot = deps.oneShot === true;
     let windowMs = 5 * 60_000;
     let graceMs = 5 * 60_000;
     let err: string | undefined;
@@ -206,6 +232,9 @@ export class PlegMonitor implements Check {
     this.startedOnce = true;
     this.startedAtMono = this.monoNow();
     if (this.opts.source === 'file') {
+      // Run once, following from the end would see nothing: read what the file says about the
+      // window first, each line at its own time (an NPD plugin must be able to report a problem).
+      if (this.oneShot) await this.readRecentTail();
       // Lines without a needle are `other`, which ingest() ignores: the source need not decode them.
       this.source = new FileSource({
         path: this.opts.file,
@@ -230,6 +259,53 @@ export class PlegMonitor implements Check {
 
   async stop(): Promise<void> {
     await this.source?.stop();
+  }
+
+  /**
+   * The last TAIL_BYTES of the file, bounded in time, each PLEG line ingested at the time it carries
+   * (klog header, JSON `ts`), else at the file's modification time (the latest it can have been
+   * written). A problem reading it is left to the follower, which reports it.
+   */
+  private async readRecentTail(): Promise<void> {
+    let fh: FileHandle | undefined;
+    const work = (async () => {
+      fh = await open(this.opts.file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+      const st = await fh.stat();
+      if (!st.isFile()) return;
+      const from = Math.max(0, st.size - TAIL_BYTES);
+      const buf = Buffer.alloc(Math.min(st.size, TAIL_BYTES));
+      let n = 0;
+      while (n < buf.length) {
+        const { bytesRead } = await fh.read(buf, n, buf.length - n, from + n);
+        if (bytesRead === 0) break;
+        n += bytesRead;
+      }
+      let text = buf.toString('utf8', 0, n);
+      // Started inside a line: that partial line is not a line.
+      if (from > 0) text = text.slice(text.indexOf('\n') + 1);
+      const now = this.host.clock.now();
+      for (const line of text.split('\n')) {
+        if (!PLEG_LINE_NEEDLES.some((k) => line.includes(k))) continue;
+        const c = classifyKubeletLine(line.length > MAX_TAIL_LINE ? line.slice(0, MAX_TAIL_LINE) : line);
+        if (c.label === 'other') continue;
+        const at = c.jsonTimeMs ?? (c.klogTime ? klogTimeMs(c.klogTime, now) : undefined) ?? st.mtimeMs;
+        // Only the window matters, and nothing from the future (a clock step) counts as now.
+        if (at < now - this.windowMs) continue;
+        this.ingest({ text: line, timeMs: Math.min(at, now) });
+      }
+    })();
+    work.catch(() => undefined);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([work, new Promise<void>((r) => (timer = setTimeout(r, TAIL_READ_TIMEOUT_MS)))]);
+    } catch {
+      // unreadable: the follower says why
+    } finally {
+      clearTimeout(timer);
+      // Closed once the read ends, also one that outlived the timeout (a hung mount that recovers).
+      const close = (): void => void fh?.close().catch(() => undefined);
+      work.then(close, close);
+    }
   }
 
   /** Internal sizes, for tests that bound memory. */

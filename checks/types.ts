@@ -29,6 +29,11 @@ export interface CheckResult extends Required<Finding> {
 /** What every check receives besides its own slice of config. */
 export interface CheckDeps {
   host: Host;
+  /**
+   * The check runs once (`nodemedic check`, e.g. as a node-problem-detector plugin), not in the
+   * daemon: a log follower looks back over recent history instead of waiting for new lines.
+   */
+  oneShot?: boolean;
   logger: Logger;
   nodeName: string;
   /**

@@ -3,7 +3,11 @@
  * implemented with @kubernetes/client-node 1.x. The library is loaded with `import()` only when
  * Kubernetes access is configured (it takes about a second to load).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { readBoundedFileSync } from './host.js';
+
+/** A kubeconfig with embedded certificates is a few tens of KB; 4 MiB leaves room for many contexts. */
+const KUBECONFIG_MAX_BYTES = 4 * 1024 * 1024;
 import type { CoreV1Event, V1Lease, V1Node, V1Pod } from '@kubernetes/client-node';
 
 /** Why a call failed. `status` 0 means no HTTP answer at all (timeout, refused, reset). */
@@ -123,7 +127,9 @@ export async function connectKubernetes(kubeconfig: string, opts: ConnectOptions
   let source: string;
   if (kubeconfig) {
     try {
-      readFileSync(kubeconfig);
+      // Bounded and regular files only (issue 14): a FIFO as kubeconfig blocked forever, /dev/zero
+      // filled memory. client-node then reads the same file (it resolves cert paths beside it).
+      readBoundedFileSync(kubeconfig, { maxBytes: KUBECONFIG_MAX_BYTES });
     } catch (e) {
       throw new Error(`kubernetes.kubeconfig: cannot read ${kubeconfig}: ${(e as Error).message}`);
     }

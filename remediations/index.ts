@@ -106,6 +106,10 @@ class LadderRemediator implements Remediator {
   private lastError: string | null = null;
   /** A drain-reboot issued its reboot: no further decision in this boot (the next start judges it). */
   private rebootIssued = false;
+  /** The state file was found corrupt at start and replaced: shown on /status until the agent restarts. */
+  private stateFileNotice: string | null = null;
+  /** start() ran (successfully or not); afterSweep retries a failed one. */
+  private startAttempted = false;
   /** Set when stop() gave up waiting for an action: this instance then never writes state again. */
   private abandoned = false;
   private readonly metrics: LadderMetrics | undefined;
@@ -141,12 +145,16 @@ class LadderRemediator implements Remediator {
 
   async start(): Promise<void> {
     if (this.started) return;
+    this.startAttempted = true;
     try {
       await this.serial(async () => {
         const now = this.clock.now();
         const loaded = await this.store.load(now);
         this.state = loaded.state;
-        if (loaded.corrupt) this.lastError = `state file was corrupt (${loaded.corrupt.error}); kept at ${loaded.corrupt.keptAt}`;
+        // Kept for the life of this agent, not cleared by the next good decision: an operator must
+        // learn that the budget history was lost, whenever they look at /status.
+        if (loaded.corrupt) this.stateFileNotice = `state file was corrupt (${loaded.corrupt.error}); kept at ${loaded.corrupt.keptAt}; budgets restarted conservatively`;
+        this.lastError = null;
         this.bootId = await this.deps.host
           .readFile(this.deps.config.remediation.bootIdFile || BOOT_ID, 4096)
           .then((s) => s.trim() || undefined)
@@ -163,8 +171,8 @@ class LadderRemediator implements Remediator {
       });
     } catch (e) {
       // Without its state the ladder cannot know its budgets or what it already did: it stays idle.
-      this.lastError = `cannot load remediation state: ${(e as Error).message}`;
-      this.logger.error({ err: e, stateDir: this.deps.config.stateDir }, 'remediation disabled: cannot load its state');
+      this.lastError = `cannot load remediation state (remediation takes no action; tried again after every sweep): ${(e as Error).message}`;
+      this.logger.error({ err: e, stateDir: this.deps.config.stateDir }, 'remediation idle: cannot load its state; retrying after every sweep');
       return;
     }
     this.started = true;
@@ -208,6 +216,9 @@ class LadderRemediator implements Remediator {
 
   async afterSweep(results: readonly CheckResult[]): Promise<void> {
     this.latest = new Map(results.map((r) => [r.check, r]));
+    // A state that could not be loaded (a directory in its place, a hung disk) is tried again: the
+    // operator's fix takes effect without restarting the agent.
+    if (!this.started && !this.stopped && this.startAttempted) await this.start();
     if (!this.started || this.stopped) return;
     await this.decideNow();
   }
@@ -451,7 +462,8 @@ class LadderRemediator implements Remediator {
         })),
       stateFile: this.store.path,
       evidence: this.evidence.status(),
-      ...(this.lastError ? { error: this.lastError } : {}),
+      ...(this.stateFileNotice ? { stateFileNotice: this.stateFileNotice } : {}),
+      ...(this.lastError || this.stateFileNotice ? { error: this.lastError ?? this.stateFileNotice } : {}),
     };
   }
 

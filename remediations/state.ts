@@ -1,10 +1,15 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Ajv } from 'ajv';
 import type { Logger } from 'pino';
 import { STEP_NAMES } from './config.js';
 import { emptyState } from './decide.js';
 import { moveAside, writeFileAtomic } from '../platform/atomic-file.js';
+import { readBoundedFile } from '../platform/host.js';
+
+/** The state keeps bounded history (a few hundred KB at most); far more is not our file. */
+const STATE_MAX_BYTES = 16 * 1024 * 1024;
+/** A state directory on a hung disk must not stall the ladder's start forever. */
+const STATE_READ_TIMEOUT_MS = 10_000;
 import type { LadderState } from './types.js';
 
 export const STATE_FILE = 'state.json';
@@ -178,10 +183,12 @@ export class StateStore {
   async load(now: number): Promise<LoadedState> {
     let text: string;
     try {
-      text = await readFile(this.path, 'utf8');
+      // Bounded: a directory, FIFO or device in its place is refused (reported, retried by the
+      // caller), a hung disk times out, a runaway file is not read whole.
+      text = await readBoundedFile(this.path, { maxBytes: STATE_MAX_BYTES, timeoutMs: STATE_READ_TIMEOUT_MS });
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { state: emptyState() };
-      throw new Error(`cannot read ${this.path}: ${(e as Error).message}`);
+      throw new Error((e as Error).message);
     }
     try {
       return { state: parseState(text) };

@@ -1,6 +1,9 @@
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
-import { RealHost } from '../platform/host.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { readBoundedFile, readBoundedFileSync, RealHost } from '../platform/host.js';
 
 const host = new RealHost();
 const alive = (pid: number): boolean => {
@@ -85,8 +88,25 @@ t.test('spawnLines splits lines, caps long ones, and kill ends the whole group',
   t.equal(left, '', 'nothing alive left in the group');
 });
 
-t.test('readFile caps what it reads', async (t) => {
+t.test('readFile caps what it reads and refuses what is not a regular file', async (t) => {
   t.match(await host.readFile('/proc/loadavg'), /^\d/);
-  t.equal((await host.readFile('/dev/zero', 10)).length, 10);
+  t.equal((await host.readFile('/proc/self/status', 10)).length, 10, '/proc files (size 0) are cut at the cap');
+  // Before (issue 14): /dev/zero was read like a file; a FIFO blocked the open forever.
+  await t.rejects(host.readFile('/dev/zero', 10), { code: 'NotRegularFile', message: '/dev/zero is a character device, not a regular file' });
+  const dir = mkdtempSync(join(tmpdir(), 'nm-host-fifo-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  execFileSync('mkfifo', [join(dir, 'fifo')]);
+  await t.rejects(host.readFile(join(dir, 'fifo')), { code: 'NotRegularFile', message: /is a FIFO \(named pipe\), not a regular file/ });
   await t.rejects(host.readFile('/nonexistent/file'), { code: 'ENOENT' });
+});
+
+t.test('readBoundedFile: refuses a file over its limit by size, or cuts it when asked', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'nm-host-bounded-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const f = join(dir, 'big');
+  writeFileSync(f, 'x'.repeat(2000));
+  await t.rejects(readBoundedFile(f, { maxBytes: 1000, timeoutMs: 5000 }), { code: 'TooLarge', message: /is too large \(2 KiB; the limit is 1000 bytes\)/ });
+  t.equal((await readBoundedFile(f, { maxBytes: 1000, timeoutMs: 5000, overLimit: 'cut' })).length, 1000);
+  t.throws(() => readBoundedFileSync(f, { maxBytes: 1000 }), { code: 'TooLarge' });
+  t.equal(readBoundedFileSync(f, { maxBytes: 2000 }).length, 2000);
 });

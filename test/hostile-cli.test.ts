@@ -206,3 +206,11 @@ t.test('check --format npd follows the custom-plugin protocol: one line of at mo
   t.equal(bad.code, 64);
   t.match(bad.stderr, /--format: must be one of table, json, npd/);
 });
+
+t.test('a kubeconfig that is a FIFO: exit 78 naming kubernetes.kubeconfig (before: blocked forever)', async (t) => {
+  const fifo = join(dir, 'kubeconfig.fifo');
+  execFileSync('mkfifo', [fifo]);
+  const r = await runCli(['cordon', '--config', cfg('kfifo.yaml', `stateDir: ${dir}\nkubernetes: { kubeconfig: ${fifo} }\n`)], { timeoutMs: 30_000 });
+  t.equal(r.code, 78, r.stderr);
+  t.match(r.stderr, /kubernetes\.kubeconfig: cannot read .*kubeconfig\.fifo is a FIFO \(named pipe\), not a regular file/);
+});

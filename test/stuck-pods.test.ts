@@ -322,7 +322,7 @@ t.test('config: defaults beside the checks, durations validated with the key pat
   }
   t.match(problems, /checks\.stuck-pods\.stuckTerminatingAfter: must be a duration with a unit, like 5s \(500ms, 10s, 5m, 2h\), got "5"/);
   t.match(problems, /checks\.stuck-pods\.stuckStartingAfter: must be a duration with a unit, like 5s .*got 10/);
-  t.match(problems, /checks\.node-ready\.notReadyFor: must be a duration with a unit .*got "-1m"/);
+  t.match(problems, /checks\.node-ready\.notReadyFor: must be a duration with a unit.*got "-1m"/);
   t.match(problems, /checks\.node-ready\.grace: unknown key/);
   t.doesNotThrow(() => resolveConfig({ remediation: { triggers: ['node-ready', 'stuck-pods'] } }), 'both may be listed as triggers');
 });

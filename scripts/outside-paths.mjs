@@ -58,7 +58,7 @@ const RELATIVE = /(?<![\w./~$-])\.\.(?![.\w])(?:\/[\w.@+-]*)*/g;
 // A relative path handed to resolve()/join() after something named like the repository root.
 const FROM_ROOT = /\b\w*(?:ROOT|Root|root)\w*\s*,\s*['"`](\.\.(?:\/[^'"`]*)?)['"`]/g;
 // Absolute paths into places only a developer's machine has.
-const PERSONAL = /(?<![\w.})\]-])\/(?:work|home|Users|root)\/[^\s'"`)]*/g;
+const PERSONAL = /(?<![\w.})\]>*-])\/(?:work|home|Users|root)\/[^\s'"`)]*/g;
 
 function lineOf(text, index) {
   return text.slice(0, index).split('\n').length;

@@ -92,7 +92,7 @@ t.test('check --json on this machine: exit code matches the results, missing dae
   t.ok(out.node, 'names the node');
   t.ok(!Number.isNaN(Date.parse(out.time)), 'has a time');
   const ids = out.results.map((x) => x.check);
-  t.same(ids, ['disk', 'load', 'resources', 'kernel', 'pleg', 'kubelet', 'docker', 'containerd', 'systemd-version']);
+  t.same(ids, ['disk', 'load', 'resources', 'kernel', 'pleg', 'kubelet', 'docker', 'containerd', 'systemd-version', 'systemd']);
   const expected = out.results.some((x) => x.status === 'problem') ? 1 : out.results.some((x) => x.status === 'unknown') ? 2 : 0;
   t.equal(r.code, expected, `exit ${expected} matches ${JSON.stringify(out.results.map((x) => `${x.check}=${x.status}`))}`);
   for (const x of out.results) {

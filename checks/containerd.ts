@@ -23,7 +23,7 @@ export const CONTAINERD_VERSION_METHOD = '/containerd.services.version.v1.Versio
  */
 export const containerdCheck: CheckDefinition<ContainerdOptions> = {
   id: 'containerd',
-  reasons: ['ContainerdHealthy', 'ContainerdHung', 'ContainerdDown', 'NotInstalled', 'NotRunning'],
+  reasons: ['ContainerdHealthy', 'ContainerdHung', 'ContainerdDown', 'NotInstalled', 'NotRunning', 'AnswerTooLarge'],
   restartCures: true,
   nodeCondition: { type: 'ContainerRuntimeUnhealthy', healthyReason: 'ContainerRuntimeIsHealthy' },
   hostPathOptions: ['socket'],

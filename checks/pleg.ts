@@ -627,7 +627,7 @@ const duration = { type: 'string', format: 'duration' } as const;
 
 export const plegCheck: CheckDefinition<PlegOptions> = {
   id: 'pleg',
-  reasons: ['PLEGUnhealthy', 'PLEGHealthy', 'PLEGRelistErrors', 'NotInstalled', 'SourceUnavailable', 'SourceCatchingUp'],
+  reasons: ['PLEGUnhealthy', 'PLEGHealthy', 'PLEGRelistErrors', 'NotInstalled', 'SourceUnavailable', 'SourceCatchingUp', 'SourceUnreadable'],
   restartCures: true,
   nodeCondition: { type: 'PLEGUnhealthy', healthyReason: 'PLEGIsHealthy' },
   hostPathOptions: ['file'],

@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
+import { CHECK_DEFINITIONS } from '../../checks/index.js';
 import type { FakeApiServer, RequestRecord } from '../fake-apiserver/server.js';
 import { nodeWithReady, runningPod } from '../fake-apiserver/pod-states.js';
 import { CLI } from './cli.js';
@@ -22,16 +23,14 @@ export interface FleetAgent {
   stop(): Promise<void>;
 }
 
-/** Checks that need this machine's kubelet, runtimes or systemd are off: only what can be ok here runs. */
-export const CLUSTER_VIEW_ONLY = {
-  disk: { enabled: false },
-  load: { enabled: false },
-  pleg: { enabled: false },
-  kubelet: { enabled: false },
-  docker: { enabled: false },
-  containerd: { enabled: false },
-  'systemd-version': { enabled: false },
-};
+/**
+ * Only the two cluster-view checks this measures (node-ready, stuck-pods) run; every other registered
+ * check is off (they need this machine's kubelet, runtimes, systemd or journal, or, like
+ * kubelet-connection, poll a Lease of their own, which is not what this fleet measures).
+ */
+export const CLUSTER_VIEW_ONLY: Record<string, { enabled: false }> = Object.fromEntries(
+  CHECK_DEFINITIONS.filter((d) => d.id !== 'node-ready' && d.id !== 'stuck-pods').map((d) => [d.id, { enabled: false as const }]),
+);
 
 /** A Ready node with `pods` running pods, as a cluster would show a healthy node. */
 export function populateNode(fake: FakeApiServer, node: string, pods = 10): void {

@@ -298,7 +298,8 @@ t.test('an API server that never answers does not delay the listener', async (t)
     await new Promise((r) => setTimeout(r, 50));
   }
   t.equal((await fetch(`${a.url}/healthz`)).status, 200, '/healthz answers while an API call hangs');
-  t.equal(p.logs(/^nodemedic ready$/).length, 0, 'the start itself is still waiting on the API server');
+  // Whether the start has finished by now is not the point (since the fleet work, post-boot recovery and
+  // the cluster view no longer hold the start on the API): the listener answers while the API hangs.
   const st = await getJson(`${a.url}/status`);
   t.equal(st.node, 'lifecycle-node', '/status answers too');
   t.equal((await p.stop()).code, 0, 'and it stops cleanly while the API server hangs');

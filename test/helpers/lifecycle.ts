@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { fileURLToPath } from 'node:url';
 import { freePort } from './agent.js';
+import { CHECK_DEFINITIONS } from '../../checks/index.js';
 
 /** The built executable (package.json `bin`): it catches signals before it loads the program. */
 export const MAIN = fileURLToPath(new URL('../../dist/agent/main.js', import.meta.url));
@@ -20,8 +21,8 @@ export type LogRecord = Record<string, unknown> & { msg?: string; level?: number
 
 /** Every check off; a test turns on the ones it needs. */
 export function allChecksOff(): Record<string, Record<string, unknown>> {
-  const off = { enabled: false };
-  return { disk: off, load: off, pleg: off, kubelet: off, docker: off, containerd: off, 'systemd-version': off, 'node-ready': off, 'stuck-pods': off };
+  // From the registry, so a check added later is off here too.
+  return Object.fromEntries(CHECK_DEFINITIONS.map((d) => [d.id, { enabled: false }]));
 }
 
 export class RunProcess {

@@ -17,14 +17,19 @@ export async function syncDir(dir: string): Promise<void> {
  * the new content, never a mix or nothing: a temporary file in the same directory is written and
  * fsynced, renamed over `path`, and the directory fsynced.
  */
-export async function writeFileAtomic(path: string, data: string, mode = 0o644): Promise<void> {
+export async function writeFileAtomic(
+  path: string,
+  data: string | Buffer,
+  mode = 0o644,
+  opts: { dirMode?: number; syncDirBestEffort?: boolean } = {},
+): Promise<void> {
   const dir = dirname(path);
-  await mkdir(dir, { recursive: true, mode: 0o755 });
+  await mkdir(dir, { recursive: true, mode: opts.dirMode ?? 0o755 });
   const tmp = join(dir, `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
   const fh = await open(tmp, 'wx', mode);
   try {
     try {
-      await fh.writeFile(data, 'utf8');
+      await fh.writeFile(data);
       await fh.sync();
     } finally {
       await fh.close();
@@ -34,7 +39,9 @@ export async function writeFileAtomic(path: string, data: string, mode = 0o644):
     await unlink(tmp).catch(() => {});
     throw e;
   }
-  await syncDir(dir);
+  // The file is in place either way; a caller whose file is not state may accept an unsynced directory.
+  if (opts.syncDirBestEffort) await syncDir(dir).catch(() => undefined);
+  else await syncDir(dir);
 }
 
 /** Removes `path` durably; false if it did not exist. */

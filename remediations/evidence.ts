@@ -20,12 +20,11 @@
  * that lacks something says so in its manifest; a collection that fails entirely returns an error and
  * the action goes ahead anyway. Total size is capped: the oldest bundles are removed first.
  */
-import { mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
-import { basename, dirname, join } from 'node:path';
+import { readdir, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Host } from '../platform/host.js';
-import { syncDir } from '../platform/atomic-file.js';
+import { syncDir, writeFileAtomic } from '../platform/atomic-file.js';
 import { tarGz, type TarEntry } from './evidence-tar.js';
 
 export interface EvidenceOptions {
@@ -426,24 +425,8 @@ export class EvidenceCollector {
 }
 
 /** Writes `data` to `path` via a temporary file and rename, so a crash never leaves half an archive. */
-async function writeAtomic(path: string, data: Buffer): Promise<void> {
-  const dir = dirname(path);
-  await mkdir(dir, { recursive: true, mode: 0o750 });
-  const tmp = join(dir, `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
-  const fh = await open(tmp, 'wx', 0o640);
-  try {
-    try {
-      await fh.writeFile(data);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path);
-  } catch (e) {
-    await unlink(tmp).catch(() => {});
-    throw e;
-  }
-  await syncDir(dir).catch(() => undefined);
+function writeAtomic(path: string, data: Buffer): Promise<void> {
+  return writeFileAtomic(path, data, 0o640, { dirMode: 0o750, syncDirBestEffort: true });
 }
 
 /** The fields of the agent's config a collector needs (structurally `Config`). */

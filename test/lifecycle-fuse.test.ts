@@ -5,6 +5,7 @@
  * its first look at the file without a bound, and checks started before the listener: the agent
  * never listened, never swept and ignored SIGTERM and SIGHUP until the mount answered.
  */
+import { renameSync, symlinkSync, unlinkSync } from 'node:fs';
 import t from 'tap';
 import { fuseUnavailable, hungFuseMount } from './harness/fuse-hang.js';
 import { agentDir, getJson } from './helpers/lifecycle.js';
@@ -73,5 +74,44 @@ t.test('a PLEG log file on a hung mount: listener, disk and load, SIGHUP and SIG
   // A thread stuck in the kernel on the mount cannot be joined: the agent then dies of the SIGTERM itself.
   t.ok(code === 0 || signal === 'SIGTERM', `exit ${code ?? signal}`);
   t.ok(p.logs(/abandoned|did not stop in time/).length > 0, 'the stuck check is named in the log');
+  t.same(p.nonJsonLines, [], 'every stdout line is JSON');
+});
+
+t.test('SIGHUP with the config on a hung mount: the reload is rejected within its bound, the agent serves on', async (t) => {
+  const why = fuseUnavailable();
+  if (why) {
+    if (integrationRequired) t.fail(why);
+    else t.skip(why);
+    return;
+  }
+  const mount = await hungFuseMount();
+  t.teardown(() => mount.close());
+  const a = await agentDir(t, { checks: { load: { enabled: true } } });
+  // The agent reads its config through a symlink the test can point at the hung mount.
+  const real = `${a.dir}/real-config.yaml`;
+  renameSync(a.configPath, real);
+  symlinkSync(real, a.configPath);
+  const p = a.spawn();
+  await p.waitLog(/^nodemedic ready$/, 60_000);
+
+  unlinkSync(a.configPath);
+  symlinkSync(`${mount.dir}/config.yaml`, a.configPath);
+  const sent = performance.now();
+  p.signal('SIGHUP');
+  const rejected = await p.waitLog(/^reload rejected/, 30_000);
+  const took = performance.now() - sent;
+  t.match(JSON.stringify(rejected), /no answer within 5000 ms/, 'the rejection names the read that did not answer');
+  t.ok(took < 15_000, `rejected ${Math.round(took)} ms after SIGHUP (bound: 5 s)`);
+  t.equal((await fetch(`${a.url}/healthz`)).status, 200, 'still serving, with the old config');
+
+  // Back on a readable file, the next SIGHUP applies.
+  unlinkSync(a.configPath);
+  symlinkSync(real, a.configPath);
+  p.signal('SIGHUP');
+  await p.waitLog(/^configuration reloaded$/, 30_000);
+  const stopAt = performance.now();
+  p.signal('SIGTERM');
+  const { at } = await p.exited;
+  t.ok(at - stopAt < 10_000, `exited ${Math.round(at - stopAt)} ms after SIGTERM`);
   t.same(p.nonJsonLines, [], 'every stdout line is JSON');
 });

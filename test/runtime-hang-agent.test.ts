@@ -8,6 +8,7 @@ import type { CheckResult } from '../checks/types.js';
 import { startContainerd } from './harness/containerd.js';
 import { startDockerd } from './harness/dockerd.js';
 import { CLI } from './helpers/cli.js';
+import { allChecksOff } from './helpers/lifecycle.js';
 import { requireComponent } from './helpers/require.js';
 
 /**
@@ -35,11 +36,9 @@ async function startAgent(t: Test, dir: string, docker: string, containerd: stri
     // Nothing may act on the host: the ladder is off.
     remediation: { mode: 'off' },
     checks: {
+      ...allChecksOff(),
       disk: { paths: [dir], timeout: '2s' },
       load: { enabled: true },
-      pleg: { enabled: false },
-      kubelet: { enabled: false },
-      'systemd-version': { enabled: false },
       docker: { socket: docker, unit: 'nodemedic-test-no-such-unit', timeout: `${TIMEOUT_MS}ms` },
       containerd: { socket: containerd, unit: 'nodemedic-test-no-such-unit', timeout: `${TIMEOUT_MS}ms` },
     },

@@ -34,7 +34,8 @@ t.test('scenario 6a: dry-run walks the ladder, reports dry_run, restarts nothing
 t.test('scenario 6b: pause holds an enforcing agent, across a restart, until resume', async (t) => {
   if (!(await scenarioAvailable(t))) return;
   const s = await Scenario.start(t, { name: 'pause', kubelet: { healthz: 'fail' } });
-  const paused = await s.cli('pause', '--reason', 'investigating PLEG by hand');
+  // Before the agent's first start: its state directory does not exist yet, so the operator says to create it.
+  const paused = await s.cli('pause', '--create-state-dir', '--reason', 'investigating PLEG by hand');
   t.equal(paused.code, 0, paused.stderr);
   t.match(paused.stdout, /remediation paused until `nodemedic resume`: investigating PLEG by hand/);
 

@@ -87,7 +87,8 @@ t.test('dry-run: the same episode changes nothing and reports the step', async (
   await agent.waitStatus((st) => st.results.find((r) => r.check === 'systemd')?.status === 'ok', 'systemd ok before the fault');
   await jam(t, s);
 
-  const action = await agent.waitStatus((st) => st.recentActions.find((a) => a.step === 'reexec-systemd'), 'the reexec-systemd step reported', 60_000);
+  // Its outcome, not the intent (in_progress while the evidence bundle is collected).
+  const action = await agent.waitStatus((st) => st.recentActions.find((a) => a.step === 'reexec-systemd' && a.result !== 'in_progress'), 'the reexec-systemd step reported', 60_000);
   t.match(action, { action: 'reexec_systemd', mode: 'dry-run', result: 'dry_run', detail: /would run systemctl daemon-reexec/ });
   // Past settle: the dry run changed nothing, so PID 1 still does not answer.
   await sleep(4000);

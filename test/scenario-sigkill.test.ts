@@ -3,6 +3,7 @@
 // in the middle of a restart (intent written, outcome not), where the restart is judged from the
 // unit's start time instead of being carried out again. Judged by the namespace's journal.
 import t from 'tap';
+import { waitFor } from './harness/systemd-ns.js';
 import { Scenario, scenarioAvailable, type RecentAction } from './helpers/scenario.js';
 
 const summary = (a: RecentAction[]) => a.map((x) => `${x.action}:${x.result}`).reverse();
@@ -41,6 +42,12 @@ t.test('scenario 5b: SIGKILL during a restart -> judged from the unit, not repea
   });
   const agent1 = await s.startAgent();
   await agent1.waitStatus((st) => st.recentActions.some((a) => a.action === 'restart_kubelet' && a.result === 'in_progress'), 'the kubelet restart in progress', 30_000);
+  // The intent is written before the evidence bundle is collected; the kill must land once systemd
+  // is carrying out the restart (kubelet stopping), not while the bundle is still being written.
+  await waitFor(
+    async () => (await s.ns.systemctl('show', '--property=ActiveState', '--value', 'kubelet')).stdout.trim() === 'deactivating',
+    { timeoutMs: 30_000, intervalMs: 20, what: 'systemd stopping kubelet for the restart' },
+  );
   agent1.kill();
   await agent1.exited;
   const state = await s.stateFile();

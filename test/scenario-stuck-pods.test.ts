@@ -15,6 +15,7 @@ import t from 'tap';
 import { parse, stringify } from 'yaml';
 import { runCli } from './helpers/cli.js';
 import { Scenario, scenarioAvailable, sleep } from './helpers/scenario.js';
+import { allChecksOff } from './helpers/lifecycle.js';
 import { imageErrorPod, nodeWithReady, runningPod, startFakeCluster, terminatingPod } from './fake-apiserver/pod-states.js';
 
 const MIN = 60_000;
@@ -128,7 +129,7 @@ t.test('nodemedic check: cluster-view checks only with Kubernetes access; by nam
   fake.addNode(nodeWithReady('cli-node', { now, status: 'False', sinceAgoMs: 10 * MIN }));
   fake.addPod(terminatingPod({ name: 'web-2', node: 'cli-node', now, scheduledAgoMs: 60 * MIN, deletedAgoMs: 20 * MIN }));
   const file = `${dir}/config.yaml`;
-  await writeFile(file, stringify({ nodeName: 'cli-node', kubernetes: { kubeconfig }, checks: { disk: { enabled: false }, load: { enabled: false }, pleg: { enabled: false }, kubelet: { enabled: false }, docker: { enabled: false }, containerd: { enabled: false }, 'systemd-version': { enabled: false } } }));
+  await writeFile(file, stringify({ nodeName: 'cli-node', kubernetes: { kubeconfig }, checks: { ...allChecksOff(), 'stuck-pods': { enabled: true }, 'node-ready': { enabled: true } } }));
   const withAccess = await runCli(['check', '--config', file]);
   t.match(withAccess.stdout, /\nnode-ready\s+PROBLEM\s+NodeNotReady\s+node cli-node: Ready is False for 10m/);
   t.match(withAccess.stdout, /\nstuck-pods\s+PROBLEM\s+PodsStuckTerminating\s+1 pod stuck on node cli-node/);

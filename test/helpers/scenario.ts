@@ -15,6 +15,7 @@ import { dockerClient, prepareDockerd, sweepDockerd, type DockerClient, type Doc
 import { FakeKubelet, type FakeKubeletConfig } from '../harness/fake-kubelet.js';
 import { requireSystemdNs, startSystemdNs, waitFor, type SystemdNs, type UnitEvent } from '../harness/systemd-ns.js';
 import { requireComponent } from './require.js';
+import { allChecksOff } from './lifecycle.js';
 
 export const CLI = fileURLToPath(new URL('../../dist/agent/cli.js', import.meta.url));
 
@@ -221,17 +222,14 @@ export class Scenario {
   async writeConfig(over: Partial<ScenarioOptions> = {}): Promise<void> {
     this.opts = { ...this.opts, ...over };
     const o = this.opts;
+    // Every check off (from the registry, so a check added later is off too) but the two the scenario
+    // is built around; a check the test names is on unless it says otherwise.
     const checks: Record<string, Record<string, unknown>> = {
-      disk: { enabled: false },
-      load: { enabled: false },
-      'systemd-version': { enabled: false },
-      pleg: { enabled: false },
+      ...allChecksOff(),
       kubelet: { unit: 'kubelet', healthzUrl: this.kubelet.healthzUrl, timeout: '1s' },
       docker: this.docker ? { unit: 'docker', socket: this.docker.paths.socket, timeout: '1s' } : { enabled: false },
-      containerd: { enabled: false },
     };
-    for (const [id, v] of Object.entries(o.checks ?? {})) checks[id] = { ...checks[id], ...v };
-    for (const id of Object.keys(checks)) if (!(id in (await knownChecks()))) delete checks[id];
+    for (const [id, v] of Object.entries(o.checks ?? {})) checks[id] = { ...checks[id], enabled: true, ...v };
     const config = {
       nodeName: `scenario-${o.name}`,
       http: { listen: '127.0.0.1:0' },
@@ -313,15 +311,6 @@ export class Scenario {
   async dumpJournal(unit: string): Promise<void> {
     for (const e of await this.systemdEvents(unit)) this.t.comment(`${unit}: ${new Date(e.realtimeUs / 1000).toISOString()} ${e.jobType ?? ''} ${e.result ?? ''} ${e.message}`);
   }
-}
-
-let known: Record<string, true> | undefined;
-async function knownChecks(): Promise<Record<string, true>> {
-  if (!known) {
-    const { CHECK_DEFINITIONS } = await import('../../checks/index.js');
-    known = Object.fromEntries(CHECK_DEFINITIONS.map((d) => [d.id, true as const]));
-  }
-  return known;
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

@@ -47,6 +47,9 @@ export type ReloadOutcome =
   | { applied: false; why: string };
 
 /** What a stop left behind: checks whose run or stop never returned (a call stuck in the kernel, e.g. on a hung mount). */
+/** Reads (and validates) the config a reload applies; may reject (unreadable or invalid: the reload is rejected). */
+export type ConfigLoader = () => { config: Config; source: string } | Promise<{ config: Config; source: string }>;
+
 export interface StopReport {
   stuck: string[];
 }
@@ -198,7 +201,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   /** Settles when start() has finished (or failed): reloads asked for before, even before start() is called, wait for it. */
   private readonly startSettled: Promise<void>;
   private settleStart!: () => void;
-  private reloadWanted: (() => { config: Config; source: string }) | undefined;
+  private reloadWanted: ConfigLoader | undefined;
   private reloadLoop: Promise<void> | undefined;
   private stopping = false;
   private stopped: Promise<StopReport> | undefined;
@@ -566,7 +569,7 @@ export class Agent extends EventEmitter<AgentEvents> {
    * make one more, after it. Resolves when no reload is pending. `load` may throw (an invalid
    * config): the reload is rejected and the running config kept whole.
    */
-  requestReload(load: () => { config: Config; source: string }): Promise<void> {
+  requestReload(load: ConfigLoader): Promise<void> {
     if (this.stopping) return Promise.resolve();
     this.reloadWanted = load;
     if (!this.reloadLoop) {
@@ -608,10 +611,10 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.emit('reloaded', { applied: false, why });
   }
 
-  private async reloadOnce(load: () => { config: Config; source: string }): Promise<void> {
+  private async reloadOnce(load: ConfigLoader): Promise<void> {
     let loaded: { config: Config; source: string };
     try {
-      loaded = load();
+      loaded = await load();
     } catch (e) {
       const problems = (e as { problems?: unknown }).problems;
       this.reject('invalid config', { err: problems ?? e });

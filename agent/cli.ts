@@ -13,7 +13,7 @@ import { configOption, type CommandIO, type CommandSpec, type ParsedArgs } from 
 import { REMEDIATION_COMMANDS } from './cli-remediation.js';
 import { KUBERNETES_COMMANDS } from './cli-kubernetes.js';
 import { collectCommand } from './cli-collect.js';
-import { loadConfig, type Config } from './config.js';
+import { loadConfig, loadConfigBounded, type Config } from './config.js';
 import { ConfigError, EXIT, NotConfiguredError, UsageError } from '../platform/errors.js';
 import { createLogger } from './logger.js';
 import { SystemdNotifier, superviseWithSystemd } from './notify.js';
@@ -93,12 +93,13 @@ const run: CommandSpec = {
   options: { ...configOption, 'dry-run': { type: 'boolean' } },
   async run(args, io) {
     const explicit = args.values.config as string | undefined;
-    const load = (): { config: Config; source: string } => {
-      const r = loadConfig(explicit);
+    // Bounded in time too: a config on a hung mount fails the start or the reload, never wedges it.
+    const load = async (): Promise<{ config: Config; source: string }> => {
+      const r = await loadConfigBounded(explicit);
       if (args.values['dry-run'] && r.config.remediation.mode === 'enforce') r.config.remediation.mode = 'dry-run';
       return r;
     };
-    const { config, source } = load();
+    const { config, source } = await load();
     const logger = createLogger(config.log.level);
     const agent = new Agent({ config, configSource: source, logger });
     // READY=1 / WATCHDOG=1 / STOPPING=1 for a Type=notify unit; a no-op without NOTIFY_SOCKET.

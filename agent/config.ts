@@ -9,7 +9,7 @@ import type { BaseCheckOptions } from '../checks/types.js';
 import { remediationDefaults, remediationProblems, remediationSchema, type RemediationOptions } from '../remediations/config.js';
 import { DURATION_PATTERN, formatDuration, parseDuration } from '../platform/duration.js';
 import { ConfigError } from '../platform/errors.js';
-import { readBoundedFileSync } from '../platform/host.js';
+import { readBoundedFile, readBoundedFileSync } from '../platform/host.js';
 
 /**
  * A config file larger than this is refused before it is parsed. A full config with every key and
@@ -383,14 +383,37 @@ export interface ConfigSource {
   config: Config;
 }
 
-/** docs/CONTRACT.md's lookup: `--config FILE`, else `$NODEMEDIC_CONFIG`, else /etc/nodemedic/config.yaml if it exists, else defaults. */
+/** docs/CONTRACT.md's lookup: `--config FILE`, else `$NODEMEDIC_CONFIG`, else /etc/nodemedic/config.yaml if it exists, else ''. */
+function configPath(explicit: string | undefined, env: NodeJS.ProcessEnv): string {
+  return explicit || env.NODEMEDIC_CONFIG || (existsSync('/etc/nodemedic/config.yaml') ? '/etc/nodemedic/config.yaml' : '');
+}
+
+const EMBEDDED = '(embedded defaults)';
+
+/** docs/CONTRACT.md's lookup (see `configPath`), read synchronously: for one-shot CLI commands. */
 export function loadConfig(explicit?: string, env: NodeJS.ProcessEnv = process.env): ConfigSource {
-  const path = explicit || env.NODEMEDIC_CONFIG || (existsSync('/etc/nodemedic/config.yaml') ? '/etc/nodemedic/config.yaml' : '');
-  if (!path) return { source: '(embedded defaults)', config: resolveConfig({}, '(embedded defaults)') };
+  const path = configPath(explicit, env);
+  if (!path) return { source: EMBEDDED, config: resolveConfig({}, EMBEDDED) };
   let text: string;
   try {
     // A FIFO or /dev/zero as config must not block or fill memory: refused before a byte is read.
     text = readBoundedFileSync(path, { maxBytes: CONFIG_MAX_BYTES });
+  } catch (e) {
+    throw new ConfigError(path, [`cannot read the config: ${(e as Error).message}`]);
+  }
+  return { source: path, config: parseConfigText(text, path) };
+}
+
+/** How long the running agent waits for its config file (a config on a hung mount must not wedge a reload). */
+export const CONFIG_READ_TIMEOUT_MS = 5000;
+
+/** `loadConfig`, bounded in time as well: the running agent's start and every SIGHUP reload. */
+export async function loadConfigBounded(explicit?: string, env: NodeJS.ProcessEnv = process.env, timeoutMs = CONFIG_READ_TIMEOUT_MS): Promise<ConfigSource> {
+  const path = configPath(explicit, env);
+  if (!path) return { source: EMBEDDED, config: resolveConfig({}, EMBEDDED) };
+  let text: string;
+  try {
+    text = await readBoundedFile(path, { maxBytes: CONFIG_MAX_BYTES, timeoutMs });
   } catch (e) {
     throw new ConfigError(path, [`cannot read the config: ${(e as Error).message}`]);
   }

@@ -3,8 +3,9 @@
  * fsync of the file and of its directory, so an agent killed at any point (or the reboot itself) finds
  * on restart what was in flight and can finish or undo it.
  */
-import { link, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { link, mkdir, open, rename, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { readBoundedFile, type FileReadError } from '../../platform/host.js';
 
 export type PlanPhase =
   /** Taking the reboot Lease (the plan is written first, so a Lease is never held without it). */
@@ -82,6 +83,11 @@ async function writeSynced(path: string, text: string): Promise<void> {
   }
 }
 
+/** A plan is a few hundred bytes; anything far larger is not one. */
+const PLAN_MAX_BYTES = 64 * 1024;
+/** Bound on reading the plan (the stateDir is local disk; a hung one must not wedge recovery). */
+const PLAN_READ_TIMEOUT_MS = 5000;
+
 export class PlanStore {
   readonly path: string;
 
@@ -93,9 +99,10 @@ export class PlanStore {
   async read(): Promise<RebootPlan | undefined> {
     let text: string;
     try {
-      text = await readFile(this.path, 'utf8');
+      // Bounded like every outside file: a plan is a few hundred bytes; a stateDir on a hung mount fails the read.
+      text = await readBoundedFile(this.path, { maxBytes: PLAN_MAX_BYTES, timeoutMs: PLAN_READ_TIMEOUT_MS });
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      if ((e as FileReadError).code === 'ENOENT') return undefined;
       throw e;
     }
     let plan: RebootPlan;

@@ -4,7 +4,7 @@ import { parseDuration } from '../platform/duration.js';
 import { classifyKernelLine, CONDITION_KINDS, EVENT_KINDS, type KernelKind } from './kernel-classify.js';
 import { KmsgSource } from './kernel-kmsg.js';
 import { JournaldSource, type LogLine, type LogSource } from './log-source.js';
-import { unknown, type BaseCheckOptions, type CheckDefinition, type Finding } from './types.js';
+import { unknown, type BaseCheckOptions, type CheckDefinition, type CheckResult, type Finding, type NodeConditionSpec } from './types.js';
 
 export interface KernelOptions extends BaseCheckOptions {
   /** `journald`: `journalctl -k -b -o json` through the host prefix. `kmsg`: read `kmsgPath` (no journal). */
@@ -21,13 +21,28 @@ export interface KernelOptions extends BaseCheckOptions {
 }
 
 /**
- * Which kinds set which Node condition (NPD's condition types; the agent's condition writer maps them),
- * and which are only events. Exported so the registry can declare it when checks carry their metadata.
+ * The Node conditions of the kernel log, with NPD's types and healthy reasons (NPD's
+ * config/kernel-monitor.json: `KernelHasNoDeadlock`, `FilesystemIsNotReadOnly`), so tools that read
+ * NPD's conditions read ours. One result feeds both: each condition is `True` while its kind was seen
+ * this boot, whatever else the log shows; the event kinds (OOM kills, I/O errors, ...) set neither.
  */
-export const KERNEL_NODE_CONDITIONS: Readonly<Record<string, KernelKind>> = {
-  KernelDeadlock: 'KernelDeadlock',
-  ReadonlyFilesystem: 'ReadonlyFilesystem',
-};
+function kernelCondition(kind: KernelKind, healthyReason: string): NodeConditionSpec {
+  return {
+    type: kind,
+    healthyReason,
+    // A node without a kernel log source says nothing, and a catching-up reader says nothing yet.
+    silentWhen: ['NotInstalled', 'SourceCatchingUp'],
+    select(r: CheckResult): CheckResult {
+      const seen = (r.evidence?.kinds as Record<string, { count: number; names: string[]; lines: string[] }> | undefined)?.[kind];
+      if (seen) {
+        const names = seen.names.length ? ` (${seen.names.join(', ')})` : '';
+        return { ...r, status: 'problem', reason: kind, message: `${kind}${names}: ${seen.count} line(s) this boot, last "${seen.lines.at(-1) ?? ''}"` };
+      }
+      // Another kind (an event, or the other condition) is not this condition's problem.
+      return r.status === 'problem' ? { ...r, status: 'ok', reason: 'KernelLogQuiet', message: `no ${kind} line in the kernel log of this boot` } : r;
+    },
+  };
+}
 
 interface KindState {
   count: number;
@@ -81,6 +96,7 @@ const CATCH_UP_WAIT_MS = 5000;
 
 export const kernelCheck: CheckDefinition<KernelOptions> = {
   id: 'kernel',
+  nodeCondition: [kernelCondition('KernelDeadlock', 'KernelHasNoDeadlock'), kernelCondition('ReadonlyFilesystem', 'FilesystemIsNotReadOnly')],
   reasons: ['KernelLogQuiet', 'NoKernelLines', 'KernelDeadlock', 'ReadonlyFilesystem', 'OOMKilling', 'SoftLockup', 'IOError', 'FilesystemError', 'ConntrackFull', 'UnregisterNetDevice', 'TaskHung', 'NotInstalled', 'SourceUnavailable', 'SourceCatchingUp'],
   defaults: {
     enabled: true,

@@ -71,6 +71,12 @@ export interface BaseCheckOptions {
 }
 
 /** A Node condition a check's verdict is published as (remediations/kubernetes/conditions.ts). */
+/** A check's Node conditions as a list (none, one or several). */
+export function nodeConditionsOf(d: { readonly nodeCondition?: NodeConditionSpec | readonly NodeConditionSpec[] }): readonly NodeConditionSpec[] {
+  const c = d.nodeCondition;
+  return c === undefined ? [] : Array.isArray(c) ? c : [c as NodeConditionSpec];
+}
+
 export interface NodeConditionSpec {
   /** The condition `type`, named as node-problem-detector names it (e.g. `KubeletUnhealthy`). Checks may share one. */
   readonly type: string;
@@ -81,6 +87,12 @@ export interface NodeConditionSpec {
    * condition is about cannot exist on this node (no systemctl at all), an `Unknown` would only be noise.
    */
   readonly silentWhen?: readonly string[];
+  /**
+   * For a check that feeds several conditions (the kernel log: `KernelDeadlock`, `ReadonlyFilesystem`):
+   * this condition's share of a result, as a result of its own (a `problem` that is another
+   * condition's, or only an event, is `ok` here). Pure. Default: the whole result.
+   */
+  readonly select?: (r: CheckResult) => CheckResult;
 }
 
 /**
@@ -106,8 +118,8 @@ export interface CheckDefinition<O extends BaseCheckOptions = BaseCheckOptions> 
    * such checks may be `remediation.triggers`; the others are reported and never acted on. Default false.
    */
   readonly restartCures?: boolean;
-  /** The Node condition this check's verdict is published as, with Kubernetes access; default none. */
-  readonly nodeCondition?: NodeConditionSpec;
+  /** The Node condition(s) this check's verdict is published as, with Kubernetes access; default none. */
+  readonly nodeCondition?: NodeConditionSpec | readonly NodeConditionSpec[];
   /**
    * Options (top-level keys of `checks.<id>`) holding paths on the node that the agent opens itself
    * (not through `hostCommandPrefix`): in the DaemonSet they must be reachable from the pod, through

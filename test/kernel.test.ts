@@ -13,7 +13,8 @@ import { RealHost } from '../platform/host.js';
 import { kernelCheck, type KernelOptions } from '../checks/kernel.js';
 import { classifyKernelLine } from '../checks/kernel-classify.js';
 import { KmsgSource, parseKmsgRecord } from '../checks/kernel-kmsg.js';
-import type { Finding } from '../checks/types.js';
+import type { CheckResult, Finding } from '../checks/types.js';
+import { desiredConditions } from '../remediations/kubernetes/conditions.js';
 import { kernelRows, type KernelRow } from './helpers/kernel-corpus.js';
 
 const logger = pino({ level: 'silent' });
@@ -96,6 +97,41 @@ t.test('every reason from real lines through journalctl -k', async (t) => {
     t.match(argv, /(^| )-k( |$)/m, 'journalctl asked for the kernel log');
     t.notMatch(argv, /\u0000/, 'the placeholder unit never reaches journalctl');
   }
+});
+
+t.test('Node conditions: KernelDeadlock and ReadonlyFilesystem from real lines, NPD names; events set neither', async (t) => {
+  const asResult = (f: Finding): CheckResult => ({ check: 'kernel', evidence: {}, observedAt: new Date().toISOString(), durationSeconds: 0, ...f }) as CheckResult;
+  const conditions = (f: Finding) =>
+    Object.fromEntries(
+      desiredConditions([asResult(f)], undefined)
+        .filter((c) => c.type === 'KernelDeadlock' || c.type === 'ReadonlyFilesystem')
+        .map((c) => [c.type, `${c.status} ${c.reason}`]),
+    );
+  const byKind = new Map<string, KernelRow[]>();
+  for (const r of rows.filter(reportable)) {
+    const k = classifyKernelLine(r.line)!.kind;
+    byKind.set(k, [...(byKind.get(k) ?? []), r]);
+  }
+  for (const [kind, rs] of byKind) {
+    const r = await run(await check(t, fake(t, rs.map((x) => ({ text: x.line }))).host));
+    t.same(
+      conditions(r),
+      {
+        KernelDeadlock: kind === 'KernelDeadlock' ? 'True KernelDeadlock' : 'False KernelHasNoDeadlock',
+        ReadonlyFilesystem: kind === 'ReadonlyFilesystem' ? 'True ReadonlyFilesystem' : 'False FilesystemIsNotReadOnly',
+      },
+      `${kind}: its own condition only`,
+    );
+  }
+  // Both at once (a hung dockerd and a read-only remount): both True; the condition names the process.
+  const both = [...byKind.get('KernelDeadlock')!, ...byKind.get('ReadonlyFilesystem')!];
+  const r = await run(await check(t, fake(t, both.map((x) => ({ text: x.line }))).host));
+  t.same(conditions(r), { KernelDeadlock: 'True KernelDeadlock', ReadonlyFilesystem: 'True ReadonlyFilesystem' });
+  const dl = desiredConditions([asResult(r)], undefined).find((c) => c.type === 'KernelDeadlock')!;
+  t.match(dl.message, /^kernel: KernelDeadlock \(.+\): \d+ line\(s\) this boot, last "/, 'the message names the hung processes and quotes the line');
+  // No verdict: Unknown, except while catching up (nothing published yet).
+  t.same(conditions({ status: 'unknown', reason: 'NoKernelLines', message: 'no kernel lines' }), { KernelDeadlock: 'Unknown NoKernelLines', ReadonlyFilesystem: 'Unknown NoKernelLines' });
+  t.same(conditions({ status: 'unknown', reason: 'SourceCatchingUp', message: 'still reading' }), {});
 });
 
 t.test('ordinary kernel lines and OOM kills of workloads never report', async (t) => {

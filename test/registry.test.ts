@@ -8,7 +8,7 @@ import t from 'tap';
 import { parseAllDocuments } from 'yaml';
 import { parseConfigText, resolveConfig } from '../agent/config.js';
 import { CHECK_DEFINITIONS, neverTriggers } from '../checks/index.js';
-import type { CheckDefinition } from '../checks/types.js';
+import { nodeConditionsOf, type CheckDefinition } from '../checks/types.js';
 import { NEVER_TRIGGERS, remediationDefaults } from '../remediations/config.js';
 import { conditionSources } from '../remediations/kubernetes/conditions.js';
 import { readmeChecksTableProblems } from './helpers/readme-checks.js';
@@ -44,15 +44,18 @@ t.test('Node conditions come from the checks that declare them', async (t) => {
       ['KubeletUnhealthy', 'KubeletIsHealthy', ['kubelet']],
       ['ContainerRuntimeUnhealthy', 'ContainerRuntimeIsHealthy', ['docker', 'containerd']],
       ['PLEGUnhealthy', 'PLEGIsHealthy', ['pleg']],
+      ['KernelDeadlock', 'KernelHasNoDeadlock', ['kernel']],
+      ['ReadonlyFilesystem', 'FilesystemIsNotReadOnly', ['kernel']],
       ['SystemdUnresponsive', 'SystemdIsResponsive', ['systemd']],
     ],
   );
   const types = new Map<string, string>();
   for (const d of CHECK_DEFINITIONS) {
-    if (!d.nodeCondition) continue;
-    const seen = types.get(d.nodeCondition.type);
-    if (seen !== undefined) t.equal(d.nodeCondition.healthyReason, seen, `${d.id} agrees on ${d.nodeCondition.type}'s healthy reason`);
-    types.set(d.nodeCondition.type, d.nodeCondition.healthyReason);
+    for (const c of nodeConditionsOf(d)) {
+      const seen = types.get(c.type);
+      if (seen !== undefined) t.equal(c.healthyReason, seen, `${d.id} agrees on ${c.type}'s healthy reason`);
+      types.set(c.type, c.healthyReason);
+    }
   }
 });
 

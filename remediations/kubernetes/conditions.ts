@@ -2,7 +2,7 @@
  * Node conditions on `nodes/status`, named as node-problem-detector names them so tools that already
  * consume NPD conditions work: `KubeletUnhealthy`, `ContainerRuntimeUnhealthy`, plus `PLEGUnhealthy` and
  * `RebootRequired`. Which check feeds which condition each check says itself (`nodeCondition` in
- * checks/types.ts); `RebootRequired` is the drain-reboot side's own. Status `True` means the problem is present. Patched with a strategic merge patch:
+ * checks/types.ts; the kernel check feeds two, `KernelDeadlock` and `ReadonlyFilesystem`); `RebootRequired` is the drain-reboot side's own. Status `True` means the problem is present. Patched with a strategic merge patch:
  * `status.conditions` merges on `type` (NodeStatus: patchStrategy merge, patchMergeKey type), so the
  * kubelet's own conditions are untouched.
  *
@@ -16,7 +16,7 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../../platform/clock.js';
 import { CHECK_DEFINITIONS } from '../../checks/index.js';
-import type { CheckDefinition, CheckResult } from '../../checks/types.js';
+import { nodeConditionsOf, type CheckDefinition, type CheckResult } from '../../checks/types.js';
 import type { KubeApi } from '../../platform/kube-client.js';
 
 /** A check's condition (`nodeCondition.type`), or `RebootRequired`. */
@@ -46,17 +46,21 @@ interface ConditionSource {
   checks: string[];
   /** Per check, `unknown` reasons that publish nothing (NodeConditionSpec.silentWhen). */
   silent?: Record<string, readonly string[]>;
+  /** Per check, this condition's share of its result (NodeConditionSpec.select). */
+  select?: Record<string, (r: CheckResult) => CheckResult>;
 }
 
 /** The conditions the registered checks declare, each with the checks that feed it. Pure. */
 export function conditionSources(defs: readonly CheckDefinition<any>[] = CHECK_DEFINITIONS): ConditionSource[] {
   const by = new Map<string, ConditionSource>();
   for (const d of defs) {
-    if (!d.nodeCondition) continue;
-    const c = by.get(d.nodeCondition.type) ?? { type: d.nodeCondition.type, healthyReason: d.nodeCondition.healthyReason, checks: [] };
-    c.checks.push(d.id);
-    if (d.nodeCondition.silentWhen) (c.silent ??= {})[d.id] = d.nodeCondition.silentWhen;
-    by.set(c.type, c);
+    for (const spec of nodeConditionsOf(d)) {
+      const c = by.get(spec.type) ?? { type: spec.type, healthyReason: spec.healthyReason, checks: [] };
+      c.checks.push(d.id);
+      if (spec.silentWhen) (c.silent ??= {})[d.id] = spec.silentWhen;
+      if (spec.select) (c.select ??= {})[d.id] = spec.select;
+      by.set(c.type, c);
+    }
   }
   const rank = (t: string): number => (FIRST.includes(t) ? FIRST.indexOf(t) : FIRST.length);
   return [...by.values()].sort((a, b) => rank(a.type) - rank(b.type));
@@ -82,7 +86,9 @@ export function desiredConditions(
 ): DesiredCondition[] {
   const out: DesiredCondition[] = [];
   for (const s of sources) {
-    const mine = results.filter((r) => s.checks.includes(r.check) && !(r.status === 'unknown' && s.silent?.[r.check]?.includes(r.reason)));
+    const mine = results
+      .filter((r) => s.checks.includes(r.check) && !(r.status === 'unknown' && s.silent?.[r.check]?.includes(r.reason)))
+      .map((r) => s.select?.[r.check]?.(r) ?? r);
     const c = fromResults(s.type, s.healthyReason, mine);
     if (c) out.push(c);
   }

@@ -270,6 +270,8 @@ export const DURATION_RANGES: readonly (readonly [pattern: string, min: string, 
   ['remediation.leaseDuration', '1s', '24h'],
   ['remediation.drain.timeout', '1s', '24h'],
   ['remediation.recovery.timeout', '1s', '24h'],
+  // The bundle delays the action by up to this.
+  ['remediation.evidence.timeout', '1s', '2m'],
 ];
 /** Below Node's timer limit of 2^31-1 ms (24.85 days). */
 export const DEFAULT_DURATION_RANGE = ['1ms', '24d'] as const;
@@ -286,6 +288,7 @@ export const NUMBER_RANGES: readonly (readonly [pattern: string, min: number, ma
   ['remediation.maxUnhealthyNodes', 0, 100_000],
   ['remediation.maxConcurrentReboots', 1, 1000],
   ['remediation.drain.gracePeriodSeconds', -1, 86_400],
+  ['remediation.evidence.journalLines', 1, 1_000_000],
 ];
 /** Any other number: finite and of a size that means something in a config. */
 export const DEFAULT_NUMBER_RANGE = [-1e9, 1e9] as const;

@@ -4,6 +4,7 @@
  */
 import { neverTriggers } from '../checks/index.js';
 import { parseDuration } from '../platform/duration.js';
+import { parseQuantity } from '../platform/quantity.js';
 
 export type RemediationMode = 'off' | 'dry-run' | 'enforce';
 
@@ -39,6 +40,17 @@ export interface DrainOptions {
   forceRebootAfterTimeout: boolean;
   /** Per-pod grace period override in seconds; -1 uses each pod's own. */
   gracePeriodSeconds: number;
+}
+
+export interface EvidenceSettings {
+  /** Collect a bundle before every action (and dry-run report). Off: actions name no bundle; `nodemedic collect` still works. */
+  enabled: boolean;
+  /** Total size of `<stateDir>/evidence/` (a Kubernetes quantity, e.g. `50Mi`); the oldest bundles are removed first. */
+  maxTotalSize: string;
+  /** How long collecting may delay an action; what is not gathered by then is named in the bundle as missing. */
+  timeout: string;
+  /** Last lines taken from each journal (kubelet, the runtimes). */
+  journalLines: number;
 }
 
 export interface RemediationOptions {
@@ -94,6 +106,8 @@ export interface RemediationOptions {
   /** Reboots only in this window (`HH:MM-HH:MM`, UTC); empty: any time. */
   rebootWindow: string;
   drain: DrainOptions;
+  /** The evidence bundle written before every action (remediations/README.md, "Evidence"). */
+  evidence: EvidenceSettings;
   recovery: {
     /** After a reboot, how long to wait for the checks to be ok and the Node Ready before giving up. */
     timeout: string;
@@ -101,6 +115,18 @@ export interface RemediationOptions {
 }
 
 const duration = { type: 'string', format: 'duration' } as const;
+
+const EVIDENCE_MIN_BYTES = 2 ** 20;
+const EVIDENCE_MAX_BYTES = 10 * 2 ** 30;
+
+/** `evidence.maxTotalSize` in bytes (NaN when it is not a size). */
+export function evidenceMaxBytes(e: EvidenceSettings): number {
+  try {
+    return parseQuantity(e.maxTotalSize);
+  } catch {
+    return NaN;
+  }
+}
 
 export const remediationDefaults: RemediationOptions = {
   mode: 'dry-run',
@@ -133,6 +159,7 @@ export const remediationDefaults: RemediationOptions = {
     forceRebootAfterTimeout: false,
     gracePeriodSeconds: -1,
   },
+  evidence: { enabled: true, maxTotalSize: '50Mi', timeout: '10s', journalLines: 20_000 },
   recovery: { timeout: '15m' },
 };
 
@@ -179,6 +206,16 @@ export const remediationSchema = {
         gracePeriodSeconds: { type: 'integer', minimum: -1 },
       },
     },
+    evidence: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        enabled: { type: 'boolean' },
+        maxTotalSize: { type: 'string', pattern: '^[0-9]+(Ki|Mi|Gi)?$', description: 'a size like "50Mi" (bytes, Ki, Mi or Gi)' },
+        timeout: duration,
+        journalLines: { type: 'integer' },
+      },
+    },
     recovery: {
       type: 'object',
       additionalProperties: false,
@@ -218,6 +255,10 @@ export function remediationProblems(r: RemediationOptions, knownChecks: readonly
   }
   if (ms(r.retryBackoff.max) < ms(r.retryBackoff.initial)) {
     out.push(`remediation.retryBackoff.max: ${r.retryBackoff.max} is shorter than retryBackoff.initial (${r.retryBackoff.initial})`);
+  }
+  const cap = evidenceMaxBytes(r.evidence);
+  if (!(cap >= EVIDENCE_MIN_BYTES && cap <= EVIDENCE_MAX_BYTES)) {
+    out.push(`remediation.evidence.maxTotalSize: ${r.evidence.maxTotalSize} is out of range (1Mi to 10Gi): a bundle is up to a few MiB`);
   }
   for (const [trigger, step] of Object.entries(r.firstStep)) {
     if (!r.triggers.includes(trigger)) {

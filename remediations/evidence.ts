@@ -26,6 +26,8 @@ import type { Logger } from 'pino';
 import type { Host } from '../platform/host.js';
 import { syncDir, writeFileAtomic } from '../platform/atomic-file.js';
 import { tarGz, type TarEntry } from './evidence-tar.js';
+import { evidenceMaxBytes, type EvidenceSettings } from './config.js';
+import { parseDuration } from '../platform/duration.js';
 
 export interface EvidenceOptions {
   host: Host;
@@ -433,6 +435,7 @@ function writeAtomic(path: string, data: Buffer): Promise<void> {
 export interface EvidenceConfigView {
   stateDir: string;
   checks: Record<string, Record<string, unknown> | undefined>;
+  remediation: { evidence: EvidenceSettings };
 }
 
 /** A collector for the agent's config: its stateDir and the units its checks watch. */
@@ -440,8 +443,9 @@ export function evidenceCollectorFor(
   config: EvidenceConfigView,
   host: Host,
   logger: Logger,
-  extra: Pick<EvidenceOptions, 'status' | 'timeoutMs' | 'dumpTimeoutMs' | 'maxTotalBytes'> = {},
+  extra: Pick<EvidenceOptions, 'status' | 'timeoutMs' | 'dumpTimeoutMs'> = {},
 ): EvidenceCollector {
+  const e = config.remediation.evidence;
   const unit = (check: string, fallback: string): string => {
     const u = config.checks[check]?.unit;
     return typeof u === 'string' && u ? u : fallback;
@@ -452,6 +456,9 @@ export function evidenceCollectorFor(
     stateDir: config.stateDir,
     units: { kubelet: unit('kubelet', 'kubelet'), docker: unit('docker', 'docker'), containerd: unit('containerd', 'containerd') },
     config,
+    maxTotalBytes: evidenceMaxBytes(e),
+    timeoutMs: parseDuration(e.timeout),
+    journalLines: e.journalLines,
     ...extra,
   });
 }

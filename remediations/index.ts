@@ -126,9 +126,8 @@ class LadderRemediator implements Remediator {
     this.metrics = deps.registry
       ? new LadderMetrics(deps.registry, { state: () => this.state, policy: () => this.policy(), now: () => this.clock.now(), waiting: () => this.waitingReasons() })
       : undefined;
-    // Issue 16: what an action destroys is captured first; at most ~10 s before an action, never failing it.
+    // Issue 16: what an action destroys is captured first, within `remediation.evidence.timeout`, never failing it.
     this.evidence = evidenceCollectorFor(deps.config, deps.host, deps.logger.child({ component: 'evidence' }), {
-      timeoutMs: 10_000,
       status: () => ({ remediation: this.status(), checks: [...this.latest.values()] }),
     });
   }
@@ -330,7 +329,9 @@ class LadderRemediator implements Remediator {
     let threw = false;
     // Journals from before the episode: the lines that made the triggers fail came before grace ended.
     const since = (this.state.episode?.startedAt ?? a.intentAt) - EVIDENCE_LOOKBACK_MS;
-    const evidence = await this.evidence.collect({ label: a.step, sinceMs: since, episodeId: a.episodeId, reason: a.reason });
+    const evidence = this.deps.config.remediation.evidence.enabled
+      ? await this.evidence.collect({ label: a.step, sinceMs: since, episodeId: a.episodeId, reason: a.reason })
+      : { path: undefined, error: 'off (remediation.evidence.enabled: false)' };
     try {
       // The reason travels into the drain-reboot's Events and cordon annotation: name the bundle there.
       outcome = await this.execute(evidence.path ? { ...a, reason: `${a.reason}; evidence: ${evidence.path}` } : a);

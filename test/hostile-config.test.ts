@@ -108,6 +108,11 @@ t.test('numbers: each has a range (before: minOccurrences 1e300 validated and PL
   t.ok(p.some((x) => x.startsWith('remediation.rebootsPerDay: must be between 0 and 24')));
   t.ok(p.some((x) => x.startsWith('remediation.restartsPerHour: must be between 0 and 60')));
   t.ok(p.some((x) => x.startsWith('remediation.maxConcurrentReboots: must be between 1 and 1000')));
+  const e = problems(() => resolveConfig({ remediation: { evidence: { journalLines: 0, timeout: '1h' } } }));
+  t.ok(e.some((x) => x.startsWith('remediation.evidence.journalLines: must be between 1 and 1000000, got 0')), e.join('\n'));
+  t.ok(e.some((x) => x.startsWith('remediation.evidence.timeout: must be between 1s and 2m, got "1h"')), e.join('\n'));
+  t.match(problems(() => resolveConfig({ remediation: { evidence: { maxTotalSize: '100Gi' } } })), [/^remediation\.evidence\.maxTotalSize: 100Gi is out of range \(1Mi to 10Gi\)/]);
+  t.match(problems(() => resolveConfig({ remediation: { evidence: { maxTotalSize: '50 MB' } } })), [/^remediation\.evidence\.maxTotalSize: .*a size like "50Mi"/]);
   // YAML's .inf and .nan are numbers too.
   t.match(problems(() => parseConfigText('checks:\n  load: { maxLoadPerCpu: .inf }\n', 'inf.yaml')), ['checks.load.maxLoadPerCpu: must be a finite number, got Infinity']);
 });

@@ -15,6 +15,7 @@ import { KUBERNETES_COMMANDS } from './cli-kubernetes.js';
 import { collectCommand } from './cli-collect.js';
 import { loadConfig, loadConfigBounded, type Config } from './config.js';
 import { ConfigError, EXIT, NotConfiguredError, UsageError } from '../platform/errors.js';
+import { abandonedReads } from '../platform/host.js';
 import { createLogger } from './logger.js';
 import { SystemdNotifier, superviseWithSystemd } from './notify.js';
 import { exitCodeFor, formatNpd, formatRemediation, formatTable, readStatusAnswer } from './report.js';
@@ -147,10 +148,10 @@ const run: CommandSpec = {
     if (!report) logger.error({ deadlineMs: STOP_DEADLINE_MS }, 'stop did not finish in time; exiting anyway (what was in flight is recorded on disk for the next start)');
     else if (report.stuck.length) logger.warn({ stuck: report.stuck }, 'checks stuck in a system call (a hung mount?) were abandoned');
     logger.info('stopped');
-    if (!report || report.stuck.length) {
-      // A thread stuck in the kernel (a stat on a hung mount) would hold process.exit() forever (Node
-      // joins its thread pool on exit); dying of the signal we were sent does not wait for it, and
-      // systemd counts SIGTERM as a clean stop.
+    if (!report || report.stuck.length || abandonedReads() > 0) {
+      // A thread stuck in the kernel (a stat on a hung mount, a config read given up on) would hold
+      // process.exit() forever (Node joins its thread pool on exit); dying of the signal we were sent
+      // does not wait for it, and systemd counts SIGTERM as a clean stop.
       for (const sig of ['SIGHUP', 'SIGTERM', 'SIGINT'] as const) process.removeAllListeners(sig);
       process.kill(process.pid, 'SIGTERM');
     }

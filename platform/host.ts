@@ -353,6 +353,17 @@ export function readBoundedFileSync(path: string, opts: BoundedReadOptions): str
  * dead NFS or FUSE mount never answers; the stuck thread-pool request is left to finish on its own and
  * its descriptor is closed then). Rejects with FileReadError.
  */
+let abandoned = 0;
+
+/**
+ * Reads given up on (`readBoundedFile` timed out) whose system call has not returned: each holds a
+ * thread of libuv's pool in the kernel, and process.exit() would wait for it forever (Node joins its
+ * thread pool on exit). The agent's exit path asks, and dies of its signal instead when this is not 0.
+ */
+export function abandonedReads(): number {
+  return abandoned;
+}
+
 export async function readBoundedFile(path: string, opts: BoundedReadOptions & { timeoutMs: number }): Promise<string> {
   let timedOut = false;
   let fh: FileHandle | undefined;
@@ -393,11 +404,17 @@ export async function readBoundedFile(path: string, opts: BoundedReadOptions & {
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
       timedOut = true;
+      abandoned++;
       reject(new FileReadError(path, 'Timeout', `${path}: no answer within ${opts.timeoutMs} ms (a hung mount?)`));
     }, opts.timeoutMs);
   });
-  // The loser of the race must not become an unhandled rejection.
-  work.catch(() => undefined);
+  // The loser of the race must not become an unhandled rejection; once it settles, its thread is free.
+  work.then(
+    () => undefined,
+    () => undefined,
+  ).finally(() => {
+    if (timedOut) abandoned--;
+  });
   try {
     return await Promise.race([work, deadline]);
   } finally {

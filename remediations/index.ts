@@ -340,6 +340,8 @@ class LadderRemediator implements Remediator {
       outcome = { result: 'failure', detail: `${a.step} failed: ${(e as Error).message}`, at: this.clock.now() };
     }
     outcome.detail += evidence.path ? ` (evidence: ${evidence.path})` : ` (no evidence bundle: ${evidence.error ?? 'not written'})`;
+    // The drain-reboot tells its own story in Events; restarts and reexecs are told here, bundle named.
+    if (a.step !== 'drain-reboot') await this.rebooter.stepEvent?.({ step: a.step, ...(a.unit ? { unit: a.unit } : {}), mode: a.mode, result: outcome.result, detail: outcome.detail });
     await this.serial(async () => {
       if (this.stopped && this.abandoned) return;
       const next = applyOutcome(this.state, a.id, outcome, { ...this.policy(), retryJitter: Math.random() });

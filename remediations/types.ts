@@ -53,6 +53,12 @@ export interface DrainRebooter {
   runtimeRestartAllowed?(): Promise<{ ok: boolean; detail: string }>;
   /** Why it waits without progress (e.g. recovery with the API unreachable), for a metric; null when not. */
   waiting?(): string | null;
+  /**
+   * Tells the cluster about a ladder step other than drain-reboot (a restart, a reexec of PID 1), as
+   * an Event on the Node, so `kubectl describe node` tells the whole story. Absent without Kubernetes
+   * access. Never throws.
+   */
+  stepEvent?(ev: { step: string; unit?: string; mode: string; result: ActionResult; detail: string }): Promise<void>;
 }
 
 /** What the ladder knows about a systemd unit it may restart (from `systemctl show`). */

@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { waitFor } from './harness/systemd-ns.js';
 import { Scenario, scenarioAvailable, sleep } from './helpers/scenario.js';
+import { nodeWithReady, startFakeCluster } from './fake-apiserver/pod-states.js';
 
 /** The unit that jams PID 1's private bus socket: accepts connections, never reads or answers. */
 const JAM = `
@@ -27,7 +28,7 @@ const held = [];
 createServer((c) => { c.pause(); held.push(c); }).listen('/run/systemd/private', () => console.log('bus jammed'));
 `;
 
-async function jammedScenario(t: Test, name: string, mode: 'enforce' | 'dry-run'): Promise<Scenario> {
+async function jammedScenario(t: Test, name: string, mode: 'enforce' | 'dry-run', kubeconfig?: string): Promise<Scenario> {
   const dir = await mkdtemp(join(tmpdir(), 'nm-busjam-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   await writeFile(join(dir, 'jam.mjs'), JAM);
@@ -35,6 +36,7 @@ async function jammedScenario(t: Test, name: string, mode: 'enforce' | 'dry-run'
     name,
     remediation: { mode, grace: '1s', settle: '2s', commandTimeout: '30s' },
     checks: { systemd: { enabled: true, timeout: '2s', failures: 2, procPath: '/proc' } },
+    ...(kubeconfig ? { kubeconfig } : {}),
   });
   await s.ns.addUnit('bus-jam.service', `[Service]\nExecStart=${process.execPath} ${join(dir, 'jam.mjs')}\n`);
   return s;
@@ -48,7 +50,10 @@ async function jam(t: Test, s: Scenario): Promise<void> {
 
 t.test('enforce: PID 1 does not answer -> reexec-systemd (SIGTERM through the prefix), Reexecuting., kubelet untouched, recovered', async (t) => {
   if (!(await scenarioAvailable(t))) return;
-  const s = await jammedScenario(t, 'reexec', 'enforce');
+  // With Kubernetes access (a fake API server): the condition and the Event name the reexec.
+  const { fake, kubeconfig } = await startFakeCluster(t);
+  fake.addNode(nodeWithReady('scenario-reexec', { now: Date.now(), status: 'True', sinceAgoMs: 3 * 3600_000 }));
+  const s = await jammedScenario(t, 'reexec', 'enforce', kubeconfig);
   const kubeletPid = await s.mainPid('kubelet');
   const agent = await s.startAgent();
   await agent.waitStatus((st) => st.results.find((r) => r.check === 'systemd')?.status === 'ok', 'systemd ok before the fault');
@@ -77,6 +82,23 @@ t.test('enforce: PID 1 does not answer -> reexec-systemd (SIGTERM through the pr
   t.equal((await s.kubelet.starts()).length, 1, 'the fake kubelet started once');
   const lines = agent.lines(/^reexec-systemd: /).filter((l) => l.episodeId === ep.id);
   t.ok(lines.length >= 2, 'the decision and its outcome are logged with the episode id');
+
+  // On the Node: SystemdUnresponsive went True, then back to False; an Event names the reexec and its bundle.
+  const written = fake.requests
+    .filter((r) => r.method === 'PATCH' && r.path.endsWith('/nodes/scenario-reexec/status'))
+    .flatMap((r) => ((r.body as { status?: { conditions?: { type: string; status: string; reason: string }[] } })?.status?.conditions ?? []).filter((c) => c.type === 'SystemdUnresponsive'))
+    .map((c) => `${c.status}/${c.reason}`);
+  t.ok(written.includes('True/SystemdUnresponsive'), `SystemdUnresponsive True was published (${written.join(' ')})`);
+  await waitFor(
+    () => {
+      const c = (fake.nodes.get('scenario-reexec') as { status?: { conditions?: { type: string; status: string; reason: string }[] } })?.status?.conditions?.find((x) => x.type === 'SystemdUnresponsive');
+      return c?.status === 'False' && c.reason === 'SystemdIsResponsive';
+    },
+    { timeoutMs: 30_000, what: 'SystemdUnresponsive False on the Node after the reexec' },
+  );
+  const told = fake.events.filter((e) => e.reason === 'NodemedicReexec') as { message: string; involvedObject: { name: string } }[];
+  t.equal(told.length, 1, 'one NodemedicReexec Event');
+  t.match(told[0], { involvedObject: { name: 'scenario-reexec' }, message: /^systemd \(PID 1\) re-executed: .*Reexecuting.*\(evidence: .*reexec-systemd\.tar\.gz\)$/ });
 });
 
 t.test('dry-run: the same episode changes nothing and reports the step', async (t) => {

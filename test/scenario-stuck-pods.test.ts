@@ -10,9 +10,9 @@
  *    `stuck-pods` ok -> the episode ends recovered after exactly one step.
  * And `nodemedic check` shows the cluster-view checks only where Kubernetes access is configured.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import t from 'tap';
-import { parse, stringify } from 'yaml';
+import { stringify } from 'yaml';
 import { runCli } from './helpers/cli.js';
 import { Scenario, scenarioAvailable, sleep } from './helpers/scenario.js';
 import { allChecksOff } from './helpers/lifecycle.js';
@@ -26,12 +26,9 @@ t.test('stuck-terminating pods: an outage never starts an episode; a kubelet res
   const s = await Scenario.start(t, {
     name: 'stuckpods',
     checks: { 'stuck-pods': { timeout: '1s' }, 'node-ready': { timeout: '1s' } },
+    kubeconfig,
   });
   const node = 'scenario-stuckpods';
-  // Scenario writes the config; this test adds the Kubernetes access to it.
-  const config = parse(await readFile(s.configPath, 'utf8')) as Record<string, unknown>;
-  config.kubernetes = { kubeconfig };
-  await writeFile(s.configPath, stringify(config));
 
   const now = Date.now();
   fake.addNode(nodeWithReady(node, { now, status: 'True', sinceAgoMs: 3 * 3600_000 }));
@@ -93,6 +90,10 @@ t.test('stuck-terminating pods: an outage never starts an episode; a kubelet res
   t.equal(await s.stopJobs('kubelet'), 1, "systemd's journal: kubelet restarted exactly once");
   t.equal((await s.kubelet.starts()).length, 2, 'the fake kubelet started twice (boot + restart)');
   t.ok(cleared, 'the pods were cleared by the restarted kubelet');
+  // The restart is told on the Node, as an Event naming the unit and the evidence bundle.
+  const told = fake.events.filter((e) => e.reason === 'NodemedicRestart') as { message: string; involvedObject: { name: string } }[];
+  t.equal(told.length, 1, 'one NodemedicRestart Event');
+  t.match(told[0], { involvedObject: { name: node }, message: /^kubelet restarted: .*\(evidence: .*restart-kubelet\.tar\.gz\)$/ });
 
   const full = (await (await fetch(new URL('/status', agent.url))).json()) as { results: { check: string; status: string; reason: string; evidence: Record<string, any> }[] };
   const sp = full.results.find((r) => r.check === 'stuck-pods')!;

@@ -22,7 +22,12 @@ export type EventReason =
   | 'NodemedicRecoveryFailed'
   | 'NodemedicRollback'
   | 'NodemedicGuardRefused'
-  | 'NodemedicDryRun';
+  | 'NodemedicDryRun'
+  | 'NodemedicRestart'
+  | 'NodemedicRestartFailed'
+  | 'NodemedicReexec'
+  | 'NodemedicReexecFailed'
+  | 'NodemedicStepSkipped';
 
 export interface NodeEvent {
   reason: EventReason;

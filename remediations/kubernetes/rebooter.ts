@@ -192,6 +192,22 @@ export class DrainRebootController implements DrainRebooter {
     return { ok: v.ok, detail: v.detail };
   }
 
+  /** An Event for a restart or a reexec of PID 1 (the drain-reboot writes its own). Never throws. */
+  async stepEvent(ev: { step: string; unit?: string; mode: string; result: ActionResult; detail: string }): Promise<void> {
+    const reexec = ev.step === 'reexec-systemd';
+    const what = reexec ? 'systemd (PID 1) re-executed' : `${ev.unit ?? ev.step} restarted`;
+    let e: NodeEvent;
+    if (ev.result === 'dry_run') e = { reason: 'NodemedicDryRun', type: 'Normal', message: `${ev.step}: ${ev.detail}` };
+    else if (ev.result === 'success') e = { reason: reexec ? 'NodemedicReexec' : 'NodemedicRestart', type: 'Normal', message: `${what}: ${ev.detail}` };
+    else if (ev.result === 'skipped') e = { reason: 'NodemedicStepSkipped', type: 'Normal', message: `${ev.step} not taken: ${ev.detail}` };
+    else e = { reason: reexec ? 'NodemedicReexecFailed' : 'NodemedicRestartFailed', type: 'Warning', message: `${ev.step} failed: ${ev.detail}` };
+    try {
+      await this.event(e);
+    } catch {
+      // event() logs and swallows API errors; nothing else can throw here.
+    }
+  }
+
   /** Why the drain-reboot side is waiting without making progress, for the ladder's metric; null when not. */
   waiting(): string | null {
     return this.recoveryWaiting ? 'recovery-unknown' : null;

@@ -48,6 +48,8 @@ export interface ScenarioOptions {
   remediation?: Record<string, unknown>;
   /** `checks:` overrides, merged per check. */
   checks?: Record<string, Record<string, unknown>>;
+  /** A kubeconfig (a fake API server's): the agent then has Kubernetes access. */
+  kubeconfig?: string;
 }
 
 /** One JSON log line of the agent. */
@@ -239,6 +241,7 @@ export class Scenario {
       log: { level: 'debug' },
       checks,
       remediation: { mode: 'enforce', grace: '1s', settle: '2s', commandTimeout: '30s', ...o.remediation },
+      ...(o.kubeconfig ? { kubernetes: { kubeconfig: o.kubeconfig } } : {}),
     };
     await writeFile(this.configPath, stringify(config));
   }

@@ -7,20 +7,12 @@
  */
 import { renameSync, symlinkSync, unlinkSync } from 'node:fs';
 import t from 'tap';
-import { fuseUnavailable, hungFuseMount } from './harness/fuse-hang.js';
+import { hungMountFor } from './harness/fuse-hang.js';
 import { agentDir, getJson } from './helpers/lifecycle.js';
-import { integrationRequired } from './helpers/require.js';
 
 t.test('a PLEG log file on a hung mount: listener, disk and load, SIGHUP and SIGTERM all work', async (t) => {
-  const why = fuseUnavailable();
-  if (why) {
-    if (integrationRequired) t.fail(why);
-    else t.skip(why);
-    return;
-  }
-  const mount = await hungFuseMount();
-  // Registered first, so it runs last: the agent is gone before the mount is released.
-  t.teardown(() => mount.close());
+  const mount = await hungMountFor(t);
+  if (!mount) return;
   // In a subdirectory: even finding the directory blocks (a lookup the daemon never answers).
   const file = `${mount.dir}/log/kubelet.log`;
   const a = await agentDir(t, {
@@ -78,14 +70,8 @@ t.test('a PLEG log file on a hung mount: listener, disk and load, SIGHUP and SIG
 });
 
 t.test('SIGHUP with the config on a hung mount: the reload is rejected within its bound, the agent serves on', async (t) => {
-  const why = fuseUnavailable();
-  if (why) {
-    if (integrationRequired) t.fail(why);
-    else t.skip(why);
-    return;
-  }
-  const mount = await hungFuseMount();
-  t.teardown(() => mount.close());
+  const mount = await hungMountFor(t);
+  if (!mount) return;
   const a = await agentDir(t, { checks: { load: { enabled: true } } });
   // The agent reads its config through a symlink the test can point at the hung mount.
   const real = `${a.dir}/real-config.yaml`;

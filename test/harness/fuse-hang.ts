@@ -12,7 +12,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { which } from '../helpers/require.js';
+import { integrationRequired, which } from '../helpers/require.js';
 
 export interface HungMount {
   /** The mount point; anything under it blocks until `close()`. */
@@ -81,4 +81,21 @@ export async function hungFuseMount(): Promise<HungMount> {
       }
     },
   };
+}
+
+/**
+ * A hung mount for one test, released at its teardown (registered first, so it runs after the test's
+ * own teardowns: agents are gone before the mount is). Undefined where one cannot be made: then the
+ * test is skipped, or failed where integration tests are required.
+ */
+export async function hungMountFor(t: { teardown(fn: () => unknown): void; skip(m: string): void; fail(m: string): void }): Promise<HungMount | undefined> {
+  const why = fuseUnavailable();
+  if (why) {
+    if (integrationRequired) t.fail(why);
+    else t.skip(why);
+    return undefined;
+  }
+  const mount = await hungFuseMount();
+  t.teardown(() => mount.close());
+  return mount;
 }

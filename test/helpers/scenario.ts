@@ -138,7 +138,9 @@ export class AgentProcess {
         const v = pred(await this.status());
         return v ? v : undefined;
       },
-      { timeoutMs, intervalMs: 100, what: `${this.label}: ${what}` },
+      // A cap, not a guess: the wait ends at the event. At least 90 s, because on a busy 2-core CI
+      // machine an action's evidence bundle plus a systemd restart can take tens of seconds.
+      { timeoutMs: Math.max(timeoutMs, 90_000), intervalMs: 100, what: `${this.label}: ${what}` },
     );
   }
 

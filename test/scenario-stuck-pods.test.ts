@@ -105,7 +105,9 @@ t.test('stuck-terminating pods: an outage never starts an episode; a kubelet res
   t.match(metrics, /nodemedic_remediation_actions_total\{action="restart_kubelet",result="success"\} 1\n/);
   t.notMatch(metrics, /nodemedic_remediation_actions_total\{action="restart_docker",result="success"\} 1/);
 
-  // `nodemedic check` with Kubernetes access shows both cluster-view checks.
+  // `nodemedic check` with Kubernetes access shows both cluster-view checks. The one-shot builds its
+  // client and lists from scratch: it gets the default timeout, not the 1 s the outage above needed.
+  await s.writeConfig({ checks: { 'stuck-pods': { timeout: '10s' }, 'node-ready': { timeout: '10s' } } });
   const r = await runCli(['check', '--json', '--config', s.configPath, '--only', 'node-ready,stuck-pods']);
   const out = JSON.parse(r.stdout) as { results: { check: string; status: string; reason: string }[] };
   t.same(out.results.map((x) => `${x.check}=${x.status}/${x.reason}`), ['node-ready=ok/NodeReady', 'stuck-pods=ok/NoStuckPods']);

@@ -6,6 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { connect } from 'node:net';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -210,6 +211,11 @@ export class Scenario {
     const n = ns;
     const active = async (u: string) => (await n.systemctl('show', '--property=ActiveState', '--value', u)).stdout.trim() === 'active';
     await waitFor(async () => (await active('kubelet')) && (!docker || (await active('docker'))), { timeoutMs: 60_000, what: 'kubelet (and docker) active' });
+    // Active is not listening: on a busy machine the fake kubelet takes seconds to bind its port, and an
+    // agent started before that would see a refused healthz, a real problem that starts an episode.
+    if (opts.kubelet?.healthz !== 'refuse') {
+      await waitFor(() => tcpConnects(kubelet.port), { timeoutMs: 60_000, what: "the fake kubelet's healthz port" });
+    }
     scenario = new Scenario(t, dir, ns, kubelet, docker, opts);
     await scenario.writeConfig();
     return scenario;
@@ -316,6 +322,20 @@ export class Scenario {
   async dumpJournal(unit: string): Promise<void> {
     for (const e of await this.systemdEvents(unit)) this.t.comment(`${unit}: ${new Date(e.realtimeUs / 1000).toISOString()} ${e.jobType ?? ''} ${e.result ?? ''} ${e.message}`);
   }
+}
+
+/** Whether a TCP connection to 127.0.0.1:port is accepted (within 2 s). */
+function tcpConnects(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = connect({ port, host: '127.0.0.1' });
+    const done = (ok: boolean): void => {
+      c.destroy();
+      resolve(ok);
+    };
+    c.setTimeout(2000, () => done(false));
+    c.once('connect', () => done(true));
+    c.once('error', () => done(false));
+  });
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

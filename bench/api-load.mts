@@ -58,7 +58,9 @@ async function fleet(label: string, cli: string, n: number, idleMs: number, epis
   const dir = (await import('node:fs')).mkdtempSync('/tmp/nm-api-load-');
   const kubeconfig = fake.writeKubeconfig(dir);
   const nodes = Array.from({ length: n }, (_, i) => `load-${label}-${i}`);
-  for (const node of nodes) populateNode(fake, node, 10);
+  // Each node's kubelet renews its Lease every 10 s, which kubelet-connection follows.
+  const kubelets = nodes.map((node) => populateNode(fake, node, 10));
+  onCleanup(() => kubelets.forEach((k) => k.stop()));
   // node 0 acts (enforce, short grace and settle so the episode reaches the drain in minutes); the others only watch.
   const episodeNode = nodes[0]!;
   const agents: FleetAgent[] = await Promise.all(
@@ -93,6 +95,7 @@ async function fleet(label: string, cli: string, n: number, idleMs: number, epis
   const st = (await (await fetch(`${agents[0]!.url}/status`)).json()) as { episode?: { state?: string } | null };
   log(`api-load: ${label}: episode state ${JSON.stringify(st.episode?.state ?? null)}`);
   await Promise.all(agents.map((a) => a.stop()));
+  kubelets.forEach((k) => k.stop());
   await fake.stop();
   const idleMin = (idleTo - idleFrom) / 60_000;
   const epMin = (epTo - now) / 60_000;
@@ -135,12 +138,13 @@ async function apiLoad(opts: StepOptions): Promise<StepReport> {
   const idleA = sum(ai, notWatch);
   const writesB = sum(bi, (k) => k === 'patch nodes/status');
   const writesA = sum(ai, (k) => k === 'patch nodes/status');
-  const watchesHeld = 3;
+  const watchesHeld = 4;
   const body = [
-    `Method: two fleets of ${n} real \`nodemedic run\` processes (default 15 s schedule, the cluster-view checks node-ready and stuck-pods ` +
-      `on, the checks that need this machine's kubelet and runtimes off, remediation dry-run) each against its own fake API server, ` +
+    `Method: two fleets of ${n} real \`nodemedic run\` processes (default 15 s schedule, the checks that call the API on at their ` +
+      `defaults: node-ready, stuck-pods and kubelet-connection; the checks that need this machine's kubelet and runtimes off, ` +
+      `remediation dry-run) each against its own fake API server, ` +
       `run at the same time: **before** = the code at \`${before.commit.slice(0, 12)}\` (merge base with main, \`git archive\` + tsc into ` +
-      `/tmp), **after** = this tree. Each node has 10 running pods. Idle: ${fmt(b.idle.minutes)} / ${fmt(a.idle.minutes)} minutes from a minute ` +
+      `/tmp), **after** = this tree. Each node has 10 running pods and a kubelet renewing its Lease every 10 s. Idle: ${fmt(b.idle.minutes)} / ${fmt(a.idle.minutes)} minutes from a minute ` +
       `after start, over the ${n - 1} agents that never act. Episode: agent 0 (enforce, grace 10s, settle 20s) gets 3 pods stuck terminating; ` +
       `its requests over the next ${fmt(b.episode.minutes)} / ${fmt(a.episode.minutes)} minutes (restart steps, then drain-reboot: guards, ` +
       `Lease, cordon, evictions, reboot request), including the ${b.episode.unattributedCharged} / ${a.episode.unattributedCharged} requests ` +
@@ -150,7 +154,7 @@ async function apiLoad(opts: StepOptions): Promise<StepReport> {
     '',
     `At ${FLEET_NODES.toLocaleString('en-US')} idle nodes: **${perS(idleB)} requests/s before, ${perS(idleA)} after** besides watches ` +
       `(${idleA > 0 ? fmt(idleB / idleA) : '∞'}x fewer), of which Node status writes ${perS(writesB)}/s before and ${perS(writesA)}/s after. ` +
-      `After the change each agent holds ${watchesHeld} watches (its Node, its pods, pods nominated for it): ` +
+      `After the change each agent holds ${watchesHeld} watches (its Node, its pods, pods nominated for it, its Lease in kube-node-lease): ` +
       `${(watchesHeld * FLEET_NODES).toLocaleString('en-US')} open watches at ${FLEET_NODES.toLocaleString('en-US')} nodes, each re-opened every ` +
       `5-10 minutes (the watch rows above). The idle window is ${fmt(a.idle.minutes)} minutes, so a 5-minute heartbeat shows as ` +
       `at most one write per agent in it.`,

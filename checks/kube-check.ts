@@ -1,11 +1,11 @@
 /**
- * What the cluster-view checks (node-ready, stuck-pods) share: reaching the API through the agent's
- * Kubernetes access, a deadline of their own, and the rule that a control plane that cannot answer
- * says nothing about this node: every API failure is `unknown`, never `problem`.
+ * What the cluster-view checks (node-ready, stuck-pods, kubelet-connection) share: reaching the API
+ * through the agent's Kubernetes access, a deadline of their own, and the rule that a control plane
+ * that cannot answer says nothing about this node: every API failure is `unknown`, never `problem`.
  */
 import { formatDuration } from '../platform/duration.js';
-import { KubeApiError, type KubeAccessSource, type KubeApi, type WatchResource } from '../platform/kube-client.js';
-import { acquireReflector, releaseReflector, type Meta, type Reflector } from '../platform/kube-watch.js';
+import { KubeApiError, type KubeAccessSource, type KubeApi } from '../platform/kube-client.js';
+import { acquireReflector, releaseReflector, type Collection, type Meta, type Reflector } from '../platform/kube-watch.js';
 import { unknown, type Finding } from './types.js';
 
 /** Reasons a cluster-view check reports when it could not ask the API. */
@@ -99,18 +99,29 @@ export function isoTime(v: Date | string | undefined | null): string | undefined
   return t === undefined ? undefined : new Date(t).toISOString();
 }
 
+/** A check's handle on one shared list-then-watch cache (see `clusterCache`). */
+export interface ClusterCache<T> {
+  /** The cached objects, or throws the API failure that keeps the cache from being current. */
+  read(api: KubeApi, signal: AbortSignal): Promise<T[]>;
+  /** A direct read showed the server ahead of the cache: re-open its watch (`Reflector.rewatch`). */
+  rewatch(): void;
+  release(): Promise<void>;
+}
+
 /**
  * A check's handle on the shared list-then-watch cache of one collection (platform/kube-watch.ts):
- * acquired on first use with the API the check was given, released by the check's `stop`. A read
- * returns the cached objects, or throws the API failure that keeps the cache from being current.
+ * acquired on first use with the API the check was given, released by the check's `stop`.
  */
-export function clusterCache<T extends Meta>(resource: WatchResource, fieldSelector: string): { read(api: KubeApi, signal: AbortSignal): Promise<T[]>; release(): Promise<void> } {
+export function clusterCache<T extends Meta>(collection: Collection): ClusterCache<T> {
   let held: { api: KubeApi; r: Reflector<T> } | undefined;
   return {
     read(api, signal) {
       if (held && held.api !== api) void releaseReflector(held.api, held.r);
-      if (!held || held.api !== api) held = { api, r: acquireReflector<T>(api, resource, fieldSelector) };
+      if (!held || held.api !== api) held = { api, r: acquireReflector<T>(api, collection) };
       return held.r.read(signal);
+    },
+    rewatch() {
+      held?.r.rewatch();
     },
     async release() {
       const h = held;

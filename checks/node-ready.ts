@@ -99,7 +99,7 @@ export const nodeReadyCheck: CheckDefinition<NodeReadyOptions> = {
     let firstSeenNotReady: number | undefined;
     // This node's Node, listed once and then watched (platform/kube-watch.ts): a run reads the cache
     // instead of GETting the Node every sweep.
-    const cache = clusterCache<V1Node>('nodes', `metadata.name=${nodeName}`);
+    const cache = clusterCache<V1Node>({ resource: 'nodes', fieldSelector: `metadata.name=${nodeName}` });
     return {
       id: 'node-ready',
       // Connect and start watching before the first sweep: loading client-node can take seconds on a

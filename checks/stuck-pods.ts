@@ -47,8 +47,8 @@ export const stuckPodsCheck: CheckDefinition<StuckPodsOptions> = {
     // This node's pods, listed once and then watched (platform/kube-watch.ts), instead of two LISTs
     // every sweep. Pods nominated for this node (waiting for a preemption) are not bound yet; they are
     // followed too so that they show as excluded rather than vanish from the picture.
-    const boundCache = clusterCache<V1Pod>('pods', `spec.nodeName=${nodeName}`);
-    const nominatedCache = clusterCache<V1Pod>('pods', `status.nominatedNodeName=${nodeName}`);
+    const boundCache = clusterCache<V1Pod>({ resource: 'pods', fieldSelector: `spec.nodeName=${nodeName}` });
+    const nominatedCache = clusterCache<V1Pod>({ resource: 'pods', fieldSelector: `status.nominatedNodeName=${nodeName}` });
     return {
       id: 'stuck-pods',
       // Connect and start watching before the first sweep: loading client-node can take seconds on a

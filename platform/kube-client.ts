@@ -38,19 +38,21 @@ export interface ListOptions {
   cached?: boolean;
 }
 
-/** Collections the cluster view follows with list-then-watch (platform/kube-watch.ts). */
-export type WatchResource = 'nodes' | 'pods';
+/** Collections the cluster view follows with list-then-watch (platform/kube-watch.ts); `leases` are coordination.k8s.io/v1. */
+export type WatchResource = 'nodes' | 'pods' | 'leases';
 
 /** One watch event as the server sent it, the object converted like the typed calls' results. */
 export interface WatchEvent {
   type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
-  /** A V1Node / V1Pod; a bookmark's has only `metadata.resourceVersion`; an ERROR's is a Status. */
+  /** A V1Node / V1Pod / V1Lease; a bookmark's has only `metadata.resourceVersion`; an ERROR's is a Status. */
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   object: any;
 }
 
 export interface WatchOptions {
   fieldSelector: string;
+  /** A namespaced resource in this namespace only (leases in kube-node-lease); absent: all namespaces. */
+  namespace?: string;
   /** Resume after this version (the list's, or the last event's). */
   resourceVersion: string;
   /** The server ends the watch after this long; the caller starts a new one. */
@@ -88,9 +90,9 @@ export interface KubeApi {
   /**
    * All objects of `resource` matching a field selector, following `continue` pages, with the
    * resourceVersion of the list to start a watch from. Served from the API server's watch cache
-   * (`resourceVersion=0`), as client-go's reflector lists.
+   * (`resourceVersion=0`), as client-go's reflector lists. `namespace`: as in `WatchOptions`.
    */
-  listForWatch(resource: WatchResource, fieldSelector: string): Promise<{ items: object[]; resourceVersion: string }>;
+  listForWatch(resource: WatchResource, fieldSelector: string, namespace?: string): Promise<{ items: object[]; resourceVersion: string }>;
   /**
    * Opens a watch (client-node's Watch). Resolves once the server answered 200 (the watch is open),
    * rejects with a KubeApiError when it answered otherwise or not within the request timeout.
@@ -175,8 +177,10 @@ export async function connectKubernetes(kubeconfig: string, opts: ConnectOptions
   const watchConfig = Object.create(kc) as typeof kc;
   watchConfig.applyToFetchOptions = async (o) => ({ ...(await kc.applyToFetchOptions(o)), timeout: timeoutMs }) as Awaited<ReturnType<typeof kc.applyToFetchOptions>>;
   const watcher = new k8s.Watch(watchConfig);
-  const typeOf: Record<WatchResource, string> = { nodes: 'V1Node', pods: 'V1Pod' };
-  const pathOf: Record<WatchResource, string> = { nodes: '/api/v1/nodes', pods: '/api/v1/pods' };
+  const typeOf: Record<WatchResource, string> = { nodes: 'V1Node', pods: 'V1Pod', leases: 'V1Lease' };
+  const prefixOf: Record<WatchResource, string> = { nodes: '/api/v1', pods: '/api/v1', leases: '/apis/coordination.k8s.io/v1' };
+  const pathOf = (resource: WatchResource, namespace: string | undefined): string =>
+    `${prefixOf[resource]}${namespace ? `/namespaces/${encodeURIComponent(namespace)}` : ''}/${resource}`;
   const coordination = new k8s.CoordinationV1Api(configuration);
   const smp = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.StrategicMergePatch);
   const pageSize = opts.pageSize ?? 500;
@@ -242,16 +246,19 @@ export async function connectKubernetes(kubeconfig: string, opts: ConnectOptions
     async createEvent(namespace, body) {
       await call(`create event ${body.reason ?? ''}`, () => core.createNamespacedEvent({ namespace, body }));
     },
-    async listForWatch(resource, fieldSelector) {
+    async listForWatch(resource, fieldSelector, namespace) {
       const out: object[] = [];
       let cont: string | undefined;
       let resourceVersion = '';
+      type Page = { items: object[]; metadata?: { resourceVersion?: string; _continue?: string } };
       do {
         const from = cont ? { _continue: cont } : { resourceVersion: '0' };
         const args = { fieldSelector, limit: pageSize, ...from };
-        const page: { items: object[]; metadata?: { resourceVersion?: string; _continue?: string } } = await call(`list ${resource} (${fieldSelector})`, () =>
-          resource === 'nodes' ? core.listNode(args) : (core.listPodForAllNamespaces(args) as Promise<{ items: object[] }>),
-        );
+        const page: Page = await call(`list ${resource}${namespace ? ` in ${namespace}` : ''} (${fieldSelector})`, (): Promise<Page> => {
+          if (resource === 'nodes') return core.listNode(args);
+          if (resource === 'pods') return namespace ? core.listNamespacedPod({ namespace, ...args }) : core.listPodForAllNamespaces(args);
+          return namespace ? coordination.listNamespacedLease({ namespace, ...args }) : coordination.listLeaseForAllNamespaces(args);
+        });
         out.push(...page.items);
         resourceVersion = page.metadata?.resourceVersion ?? '';
         cont = page.metadata?._continue || undefined;
@@ -259,7 +266,7 @@ export async function connectKubernetes(kubeconfig: string, opts: ConnectOptions
       return { items: out, resourceVersion };
     },
     async watch(resource, opts, onEvent, onClose) {
-      const op = `watch ${resource} (${opts.fieldSelector})`;
+      const op = `watch ${resource}${opts.namespace ? ` in ${opts.namespace}` : ''} (${opts.fieldSelector})`;
       let opened = false;
       let failed: KubeApiError | undefined;
       let closed = false;
@@ -270,7 +277,7 @@ export async function connectKubernetes(kubeconfig: string, opts: ConnectOptions
         ...(opts.allowWatchBookmarks ? { allowWatchBookmarks: true } : {}),
       };
       const controller = await watcher.watch(
-        pathOf[resource],
+        pathOf(resource, opts.namespace),
         query,
         (type, object) => {
           if (closed) return;

@@ -1,7 +1,7 @@
 /**
  * The agent's view of the cluster, kept by list-then-watch instead of asking every sweep: one cache
- * per collection and field selector (this node's Node, this node's pods), shared by whoever reads it
- * (the cluster-view checks; later the overcommit feature).
+ * per collection and field selector (this node's Node, this node's pods, this node's heartbeat Lease
+ * in kube-node-lease), shared by whoever reads it (the cluster-view checks; later the overcommit feature).
  *
  * It follows client-go's reflector (k8s.io/client-go/tools/cache/reflector.go):
  * - list once (`resourceVersion=0`: from the API server's watch cache), then watch from the list's
@@ -18,6 +18,21 @@
  * trusted (never listed, or its watch broken and not yet re-established).
  */
 import { KubeApiError, type KubeApi, type WatchEvent, type WatchHandle, type WatchResource } from './kube-client.js';
+
+/**
+ * The objects one cache follows: `resource` matching `fieldSelector`, for a namespaced resource in
+ * `namespace` only when given (a Lease in kube-node-lease), else in all namespaces. Cluster-scoped
+ * resources (nodes) have no namespace.
+ */
+export interface Collection {
+  resource: WatchResource;
+  namespace?: string;
+  fieldSelector: string;
+}
+
+function collectionKey(c: Collection): string {
+  return `${c.resource}${c.namespace ? `@${c.namespace}` : ''}?${c.fieldSelector}`;
+}
 
 /** What a reader needs from an object. */
 export interface Meta {
@@ -41,6 +56,7 @@ export interface ReflectorStatus {
   /** The API server (`KubeApi.server`). */
   server: string;
   resource: WatchResource;
+  namespace?: string;
   fieldSelector: string;
   mode: ReflectorMode;
   /** Why it polls instead of watching. */
@@ -79,13 +95,24 @@ export class Reflector<T extends Meta> {
   /** 410s in a row without an event between: a server that 410s the version it just listed must not become a request loop. */
   private gone = 0;
 
+  readonly resource: WatchResource;
+  readonly namespace: string | undefined;
+  readonly fieldSelector: string;
+
   constructor(
     private readonly api: KubeApi,
-    readonly resource: WatchResource,
-    readonly fieldSelector: string,
+    collection: Collection,
     private readonly opts: ReflectorOptions = {},
   ) {
+    this.resource = collection.resource;
+    this.namespace = collection.namespace;
+    this.fieldSelector = collection.fieldSelector;
     this.random = opts.random ?? Math.random;
+  }
+
+  /** What it follows, for messages: `leases in kube-node-lease (metadata.name=n1)`. */
+  private get what(): string {
+    return `${this.resource}${this.namespace ? ` in ${this.namespace}` : ''} (${this.fieldSelector})`;
   }
 
   start(): void {
@@ -126,7 +153,7 @@ export class Reflector<T extends Meta> {
         this.retryNow();
       }
       await new Promise<void>((resolve, reject) => {
-        const onAbort = (): void => reject(new KubeApiError(`read ${this.resource} (${this.fieldSelector})`, 0, 'Timeout', 'the wait was aborted'));
+        const onAbort = (): void => reject(new KubeApiError(`read ${this.what}`, 0, 'Timeout', 'the wait was aborted'));
         if (signal?.aborted) return onAbort();
         signal?.addEventListener('abort', onAbort, { once: true });
         this.waiters.push(() => {
@@ -141,10 +168,23 @@ export class Reflector<T extends Meta> {
   /** An attempt (list or watch start) is in flight. */
   private busy = false;
 
+  /**
+   * A reader found the cache behind the server (a direct read showed a newer object than the watch
+   * delivered: a watch that went silent without closing, which client-go would only notice at its
+   * `timeoutSeconds`). Ends the open watch; a new one resumes from the last resourceVersion seen, so
+   * what the old one missed is replayed (or, if that version is gone, relisted). No-op while polling.
+   */
+  rewatch(): void {
+    if (this.mode === 'poll' || !this.handle) return;
+    this.handle.stop();
+    this.endWatch?.('resume');
+  }
+
   status(): ReflectorStatus {
     return {
       server: this.api.server,
       resource: this.resource,
+      ...(this.namespace ? { namespace: this.namespace } : {}),
       fieldSelector: this.fieldSelector,
       mode: this.mode,
       ...(this.fallback ? { fallback: this.fallback } : {}),
@@ -203,7 +243,7 @@ export class Reflector<T extends Meta> {
 
   private async list(): Promise<void> {
     this.lists++;
-    const l = await this.api.listForWatch(this.resource, this.fieldSelector);
+    const l = await this.api.listForWatch(this.resource, this.fieldSelector, this.namespace);
     this.objects.clear();
     for (const o of l.items as T[]) this.objects.set(this.key(o), o);
     this.rv = l.resourceVersion;
@@ -274,7 +314,7 @@ export class Reflector<T extends Meta> {
       this.watchCount++;
       this.handle = await this.api.watch(
         this.resource,
-        { fieldSelector: this.fieldSelector, resourceVersion: this.rv, timeoutSeconds, allowWatchBookmarks: true },
+        { fieldSelector: this.fieldSelector, ...(this.namespace ? { namespace: this.namespace } : {}), resourceVersion: this.rv, timeoutSeconds, allowWatchBookmarks: true },
         (ev) => {
           events++;
           this.onEvent(ev, ended);
@@ -355,7 +395,7 @@ export class Reflector<T extends Meta> {
           this.gone++;
           ended('resume');
         } else {
-          this.fail(new KubeApiError(`watch ${this.resource} (${this.fieldSelector})`, o.code ?? 0, o.reason ?? 'Error', o.message ?? ''));
+          this.fail(new KubeApiError(`watch ${this.what}`, o.code ?? 0, o.reason ?? 'Error', o.message ?? ''));
           ended('backoff');
         }
         return;
@@ -379,16 +419,16 @@ const registry = new WeakMap<KubeApi, Map<string, Entry>>();
 const live = new Set<Reflector<Meta>>();
 
 /**
- * The shared cache of `resource` matching `fieldSelector` on `api`, started on first use. Each
- * `acquire` is paired with one `release`; the last release stops it.
+ * The shared cache of `collection` on `api`, started on first use. Each `acquire` is paired with one
+ * `release`; the last release stops it.
  */
-export function acquireReflector<T extends Meta>(api: KubeApi, resource: WatchResource, fieldSelector: string, opts: ReflectorOptions = {}): Reflector<T> {
+export function acquireReflector<T extends Meta>(api: KubeApi, collection: Collection, opts: ReflectorOptions = {}): Reflector<T> {
   let m = registry.get(api);
   if (!m) registry.set(api, (m = new Map()));
-  const k = `${resource}?${fieldSelector}`;
+  const k = collectionKey(collection);
   let e = m.get(k);
   if (!e) {
-    e = { reflector: new Reflector<Meta>(api, resource, fieldSelector, opts), users: 0 };
+    e = { reflector: new Reflector<Meta>(api, collection, opts), users: 0 };
     m.set(k, e);
     live.add(e.reflector);
   }
@@ -399,7 +439,7 @@ export function acquireReflector<T extends Meta>(api: KubeApi, resource: WatchRe
 
 export async function releaseReflector(api: KubeApi, r: Reflector<Meta> | Reflector<never>): Promise<void> {
   const m = registry.get(api);
-  const k = `${r.resource}?${r.fieldSelector}`;
+  const k = collectionKey(r);
   const e = m?.get(k);
   if (!e || e.reflector !== (r as unknown as Reflector<Meta>)) return;
   if (--e.users > 0) return;

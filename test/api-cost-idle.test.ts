@@ -1,15 +1,16 @@
 /**
  * Issue 13, the idle fleet: real `nodemedic run` processes (the built CLI, default 15 s schedule,
- * default 5m condition heartbeat) against one fake API server for ten minutes, every check ok. From
- * the API server's request log, per agent: at most 3 Node status writes and at most 10 requests that
- * are not watches. Then one Node turns NotReady and every agent's cache must still be live: the
- * change shows on that agent's /status within a sweep, with no new list (it came by the watch).
- * The only long test of the suite: several agents share the ten minutes.
+ * default 5m condition heartbeat, every check that calls the API on: node-ready, stuck-pods,
+ * kubelet-connection) against one fake API server for ten minutes, every check ok, each node's
+ * kubelet renewing its Lease every 10 s. From the API server's request log, per agent: at most 3 Node
+ * status writes and at most 10 requests that are not watches. Then one Node turns NotReady and every
+ * agent's cache must still be live: the change shows on that agent's /status within a sweep, with no
+ * new list (it came by the watch). The only long test of the suite: several agents share the ten minutes.
  */
 import t from 'tap';
 import { startFakeCluster } from './fake-apiserver/pod-states.js';
 import { nodeWithReady } from './fake-apiserver/pod-states.js';
-import { costPerAgent, populateNode, startFleetAgent, type FleetAgent } from './helpers/api-cost.js';
+import { API_CHECKS, costPerAgent, populateNode, startFleetAgent, type FleetAgent } from './helpers/api-cost.js';
 
 const AGENTS = 4;
 // NODEMEDIC_API_COST_WINDOW_MS shortens the window for a smoke run of the test itself; the suite runs 10 minutes.
@@ -25,7 +26,8 @@ interface Status {
 t.test('idle fleet: ten minutes, at most 3 Node status writes and 10 non-watch requests per agent', { timeout: WINDOW_MS + 9 * 60_000 }, async (t) => {
   const { fake, kubeconfig } = await startFakeCluster(t);
   const nodes = Array.from({ length: AGENTS }, (_, i) => `idle-${i}`);
-  for (const n of nodes) populateNode(fake, n, 10);
+  const kubelets = nodes.map((n) => populateNode(fake, n, 10));
+  t.teardown(() => kubelets.forEach((k) => k.stop()));
   const agents: FleetAgent[] = [];
   t.teardown(() => Promise.all(agents.map((a) => a.stop())));
   const started = new Map<string, number>();
@@ -45,6 +47,8 @@ t.test('idle fleet: ten minutes, at most 3 Node status writes and 10 non-watch r
     for (const a of agents) {
       const st = await status(a);
       for (const r of st.results) if (r.status !== 'ok') t.fail(`${a.node}: ${r.check} is ${r.status}/${r.reason}`);
+      const ran = st.results.map((r) => r.check).sort();
+      if (ran.join() !== [...API_CHECKS].sort().join()) t.fail(`${a.node}: the checks that ran are ${ran.join(', ')}`);
       checked++;
     }
   }
@@ -58,11 +62,12 @@ t.test('idle fleet: ten minutes, at most 3 Node status writes and 10 non-watch r
     t.comment(`${c.node}: ${JSON.stringify(own.by)}`);
     t.ok(own.statusWrites >= 1 && own.statusWrites <= 3, `${c.node}: ${own.statusWrites} Node status writes in 10 minutes (at most 3: the first, then heartbeats)`);
     t.ok(own.nonWatch <= 10, `${c.node}: ${own.nonWatch} non-watch requests in 10 minutes (at most 10)`);
-    t.ok(own.watches >= 3, `${c.node}: it watches (${own.watches} watch requests)`);
+    t.ok(own.watches >= 4, `${c.node}: it watches (${own.watches} watch requests)`);
+    t.equal(own.by['get leases'] ?? 0, 0, `${c.node}: kubelet-connection never read its Lease directly (the watch brought every renewal)`);
   }
   for (const a of agents) {
     const st = await status(a);
-    t.same(st.clusterView.map((v) => `${v.resource} ${v.mode} ${v.state}`).sort(), ['nodes watch watching', 'pods watch watching', 'pods watch watching'], `${a.node}: /status says it watches`);
+    t.same(st.clusterView.map((v) => `${v.resource} ${v.mode} ${v.state}`).sort(), ['leases watch watching', 'nodes watch watching', 'pods watch watching', 'pods watch watching'], `${a.node}: /status says it watches`);
   }
 
   // The control: after ten idle minutes the caches are live. A Node turns NotReady (the node lifecycle

@@ -21,10 +21,8 @@ import { makeNode, makePod } from './fake-apiserver/fixtures.js';
 import { agentlet, result, startCluster, until } from './fake-apiserver/harness.js';
 import type { RequestRecord } from './fake-apiserver/server.js';
 import { requireComponent } from './helpers/require.js';
-import { pino } from 'pino';
 import { kubeletConnectionCheck } from '../checks/kubelet-connection.js';
-import { lazyKubeAccess } from '../platform/kube-client.js';
-import { RealHost } from '../platform/host.js';
+import { ManualClock } from '../platform/clock.js';
 import { NodeLeaseRenewer } from './fake-apiserver/node-lease.js';
 
 const DIR = fileURLToPath(new URL('../systemd-units/kubernetes/', import.meta.url));
@@ -101,10 +99,18 @@ t.test('the RBAC manifest allows every request nodemedic makes, and no rule is u
   // The operator commands' calls beyond the agent's: cordon/uncordon another node.
   await cordon(c.access.api, 'worker-2', { by: 'operator/x', token: 't', reason: 'r', at: new Date().toISOString() });
   await uncordon(c.access.api, 'worker-2', undefined);
-  // The kubelet-connection check: this node's heartbeat Lease and its Node.
+  // The kubelet-connection check: this node's heartbeat Lease and its Node, listed and watched; then,
+  // the lease not renewed for staleAfter, both read directly (healthz on a closed port: unknown).
   new NodeLeaseRenewer(c.fake, SELF).renew();
-  const conn = kubeletConnectionCheck.create(kubeletConnectionCheck.defaults, { host: new RealHost(), logger: pino({ level: 'silent' }), nodeName: SELF, kube: lazyKubeAccess(c.kubeconfig) });
+  const clock = new ManualClock(Date.now());
+  const conn = kubeletConnectionCheck.create(
+    { ...kubeletConnectionCheck.defaults, healthzUrl: 'http://127.0.0.1:9/healthz', timeout: '2s' },
+    { host: new RealHost({ clock }), logger: pino({ level: 'silent' }), nodeName: SELF, kube: lazyKubeAccess(c.kubeconfig) },
+  );
   t.equal((await conn.run(new AbortController().signal)).reason, 'KubeletConnected');
+  clock.advance(41_000);
+  t.match(await conn.run(new AbortController().signal), { status: 'unknown', reason: 'KubeletNotHealthy', evidence: { seenBy: 'read' } });
+  await conn.stop?.();
 
   const g = grants();
   const used = new Set<string>();

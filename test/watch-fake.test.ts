@@ -1,7 +1,8 @@
 /**
  * The fake API server's watches (test/fake-apiserver/watch.ts) against the API's documented
  * behaviour (api-concepts, "Efficient detection of changes", "Watch bookmarks", 410 Gone) at the HTTP
- * level, and against the reference client: real `kubectl get nodes --watch` sees a change.
+ * level, core resources and coordination.k8s.io leases alike, and against the reference client: real
+ * `kubectl get nodes --watch` sees a change.
  */
 import { spawn } from 'node:child_process';
 import t from 'tap';
@@ -99,6 +100,58 @@ t.test('410 Gone as an ERROR event with an Expired Status; timeoutSeconds ends t
   t.equal(w3.status, 403);
   const bad = await fetch(`${fake.url}/api/v1/nodes?watch=true&fieldSelector=spec.foo%3Dx`, { headers: { authorization: `Bearer ${fake.token}` } });
   t.equal(bad.status, 400, 'an unsupported field label is 400, as for a list');
+});
+
+t.test('leases (coordination.k8s.io/v1) in a namespace: list then watch by name, renewals as events, 410, bookmarks, silence', async (t) => {
+  const { fake } = await startCluster(t);
+  const auth = { headers: { authorization: `Bearer ${fake.token}` } };
+  const base = '/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases';
+  const kubelet = (node: string, ns = 'kube-node-lease') =>
+    fake.writeLease({ metadata: { name: node, namespace: ns }, spec: { holderIdentity: node, leaseDurationSeconds: 40, renewTime: new Date().toISOString().replace('Z', '000Z') } });
+  kubelet('n1');
+  kubelet('n2');
+  kubelet('n1', 'kube-system');
+  const list = (await (await fetch(`${fake.url}${base}?fieldSelector=metadata.name%3Dn1&resourceVersion=0`, auth)).json()) as any;
+  t.match(list, { kind: 'LeaseList', apiVersion: 'coordination.k8s.io/v1', metadata: { resourceVersion: String(fake.watches.latest) } });
+  t.same(list.items.map((l: any) => `${l.metadata.namespace}/${l.metadata.name}`), ['kube-node-lease/n1'], 'the namespace and the field selector apply');
+  const rv = list.metadata.resourceVersion;
+  const w = await watch(fake.url, fake.token, `${base}?watch=1&fieldSelector=metadata.name%3Dn1&resourceVersion=${rv}&allowWatchBookmarks=true`);
+  t.equal(w.status, 200);
+  kubelet('n2');
+  kubelet('n1', 'kube-system');
+  const renewed = kubelet('n1');
+  await until(() => w.events.length >= 1, 5000);
+  t.same(w.events.map((e) => `${e.type} ${e.object.metadata.namespace}/${e.object.metadata.name}`), ['MODIFIED kube-node-lease/n1'], "another node's lease, or the same name in another namespace, is not this watch's business");
+  t.equal(w.events[0]!.object.metadata.resourceVersion, renewed.metadata.resourceVersion, "a renewal carries the lease's new resourceVersion");
+  t.equal(w.events[0]!.object.spec.renewTime, renewed.spec.renewTime);
+  fake.watches.bookmarkNow();
+  await until(() => w.events.length >= 2, 5000);
+  t.match(w.events[1], { type: 'BOOKMARK', object: { kind: 'Lease', apiVersion: 'coordination.k8s.io/v1', metadata: { resourceVersion: String(fake.watches.latest) } } });
+
+  // Silenced: still open, nothing more arrives (a half-open connection); a new watch is served.
+  t.equal(fake.watches.silence('leases'), 1);
+  kubelet('n1');
+  fake.watches.bookmarkNow();
+  await new Promise((r) => setTimeout(r, 200));
+  t.equal(w.events.length, 2, 'a silenced watch gets neither events nor bookmarks');
+  t.equal(fake.watches.openCount('leases'), 1, 'and stays open');
+  const w2 = await watch(fake.url, fake.token, `${base}?watch=1&fieldSelector=metadata.name%3Dn1&resourceVersion=${rv}`);
+  await until(() => w2.events.length >= 2, 5000);
+  t.same(w2.events.map((e) => e.type), ['MODIFIED', 'MODIFIED'], 'a new watch from the old version replays both renewals since');
+  w.stop();
+  w2.stop();
+
+  // Resuming from a version the history no longer holds: 200, then an ERROR event with 410 Expired.
+  fake.watches.expire('leases');
+  const gone = await watch(fake.url, fake.token, `${base}?watch=1&fieldSelector=metadata.name%3Dn1&resourceVersion=${rv}`);
+  await gone.done;
+  t.match(gone.events, [{ type: 'ERROR', object: { code: 410, reason: 'Expired' } }]);
+  const bad = await fetch(`${fake.url}${base}?watch=1&fieldSelector=spec.holderIdentity%3Dn1`, auth);
+  t.equal(bad.status, 400, 'a field label leases do not support is 400');
+  fake.watches.forbidden = true;
+  const denied = await fetch(`${fake.url}${base}?watch=1`, auth);
+  t.equal(denied.status, 403);
+  t.match(await denied.json(), { message: /cannot watch resource "leases" in API group "coordination.k8s.io" in the namespace "kube-node-lease"/ });
 });
 
 t.test('real kubectl get nodes --watch sees a change through the fake', async (t) => {

@@ -1,7 +1,8 @@
 /**
  * A kubelet's node heartbeat for the fake API server: the Lease `kube-node-lease/<node>` that kubelet
  * renews every 10 s (here every `everyMs`), with `renewTime` a MicroTime as the real API server
- * requires. `stop()` is a kubelet that lost its connection: the lease stands still.
+ * requires, written as the kubelet's update would be (watchers of the lease see each renewal).
+ * `stop()` is a kubelet that lost its connection: the lease stands still.
  * Reference: https://kubernetes.io/docs/concepts/architecture/leases/#node-heart-beats
  */
 import type { FakeApiServer } from './server.js';
@@ -38,15 +39,10 @@ export class NodeLeaseRenewer {
   }
 
   renew(): void {
-    const k = `kube-node-lease/${this.node}`;
-    const now = Date.now();
-    const cur = this.fake.leases.get(k);
-    const rv = String(Number(cur?.metadata?.resourceVersion ?? 5000) + 1);
-    this.fake.leases.set(k, {
-      apiVersion: 'coordination.k8s.io/v1',
-      kind: 'Lease',
-      metadata: { name: this.node, namespace: 'kube-node-lease', resourceVersion: rv, ...(cur ? { uid: cur.metadata.uid } : { uid: `lease-${this.node}` }) },
-      spec: { holderIdentity: this.node, leaseDurationSeconds: 40, renewTime: microTime(now) },
+    // Through the server's own write path: a resourceVersion from its sequence, an event to watchers.
+    this.fake.writeLease({
+      metadata: { name: this.node, namespace: 'kube-node-lease' },
+      spec: { holderIdentity: this.node, leaseDurationSeconds: 40, renewTime: microTime(Date.now()) },
     });
     this.renewals++;
   }

@@ -3,7 +3,7 @@
  * `kubectl drain`) use. It imitates the real server where the agent depends on it; each behaviour
  * cites the reference it follows. Everything else answers 404, as an API server does for an unknown
  * resource. It is not a general-purpose API server: no protobuf, no server-side apply. Watches of
- * nodes, pods and events are served by ./watch.ts.
+ * nodes, pods, events and (namespaced) leases are served by ./watch.ts.
  *
  * References:
  * - API concepts (lists, paging with limit/continue, resourceVersion, 409 on conflict, Status errors):
@@ -81,6 +81,8 @@ const NODE_FIELDS = ['metadata.name', 'spec.unschedulable'];
 // The pod field selectors the real server supports include these (pkg/registry/core/pod/strategy.go, PodToSelectableFields).
 const POD_FIELDS = ['spec.nodeName', 'status.phase', 'metadata.name', 'metadata.namespace', 'spec.restartPolicy', 'spec.schedulerName', 'spec.serviceAccountName', 'status.podIP', 'status.nominatedNodeName'];
 const EVENT_FIELDS = ['involvedObject.name', 'involvedObject.kind', 'reason'];
+// Leases have only the generic object fields (the coordination registry adds none).
+const LEASE_FIELDS = ['metadata.name', 'metadata.namespace'];
 
 const MICROTIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}(?:Z|[+-]\d{2}:\d{2})$/;
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})$/;
@@ -167,14 +169,16 @@ export class FakeApiServer {
   token: string;
   readonly nodes = new ObservedMap<K8sObject>((type, o, before) => this.watched('nodes', type, o, before));
   readonly pods = new ObservedMap<K8sObject>((type, o, before) => this.watched('pods', type, o, before));
-  readonly leases = new Map<string, K8sObject>();
+  /** `namespace/name` → Lease: the reboot Leases nodemedic writes, kubelets' heartbeat Leases (`writeLease`). */
+  readonly leases = new ObservedMap<K8sObject>((type, o, before) => this.watched('leases', type, o, before));
   readonly events: K8sObject[] = [];
   /** Open watches and the change history they are served from (./watch.ts); tests close or expire them. */
   readonly watches = new WatchHub(
     new Map([
-      ['nodes', { name: 'nodes', kind: 'Node', current: () => [...this.nodes.values()] }],
-      ['pods', { name: 'pods', kind: 'Pod', current: () => [...this.pods.values()] }],
-      ['events', { name: 'events', kind: 'Event', current: () => this.events }],
+      ['nodes', { name: 'nodes', kind: 'Node', group: '', apiVersion: 'v1', current: () => [...this.nodes.values()] }],
+      ['pods', { name: 'pods', kind: 'Pod', group: '', apiVersion: 'v1', current: () => [...this.pods.values()] }],
+      ['events', { name: 'events', kind: 'Event', group: '', apiVersion: 'v1', current: () => this.events }],
+      ['leases', { name: 'leases', kind: 'Lease', group: 'coordination.k8s.io', apiVersion: 'coordination.k8s.io/v1', current: () => [...this.leases.values()] }],
     ]),
     () => this.rv,
   );
@@ -311,6 +315,24 @@ export class FakeApiServer {
     return [...this.pods.values()].filter((p) => p.spec?.nodeName === nodeName);
   }
 
+  /**
+   * Creates or replaces a Lease as another client would (a kubelet renewing its heartbeat Lease): the
+   * server assigns the resourceVersion (and on creation the uid and creationTimestamp), and watches
+   * see the change. Not in the request log: it is not nodemedic's request.
+   */
+  writeLease(lease: K8sObject): K8sObject {
+    const l = structuredClone(lease);
+    const k = key(l.metadata.namespace, l.metadata.name);
+    const cur = this.leases.get(k);
+    l.apiVersion = 'coordination.k8s.io/v1';
+    l.kind = 'Lease';
+    l.metadata.uid = cur?.metadata.uid ?? l.metadata.uid ?? randomUUID();
+    l.metadata.creationTimestamp = cur?.metadata.creationTimestamp ?? new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    l.metadata.resourceVersion = this.nextRv();
+    this.leases.set(k, l);
+    return l;
+  }
+
   /** Changes a node as another client would (e.g. an administrator's `kubectl cordon`). */
   updateNode(name: string, change: (n: K8sObject) => void): void {
     const n = this.node(name);
@@ -372,18 +394,30 @@ export class FakeApiServer {
     }
   }
 
-  /** The collection a watch request names, with its selectors; undefined: not watchable here (404 from route). */
+  /**
+   * The collection a watch request names, with its selectors; undefined: not watchable here (404 from
+   * route). Core `/api/v1/[namespaces/{ns}/]{nodes,pods,events}`, and coordination.k8s.io leases in a
+   * namespace (`/apis/coordination.k8s.io/v1/namespaces/{ns}/leases`), as the fake lists them.
+   */
   private watchTarget(u: URL): { resource: string; namespace: string | undefined; match: (o: K8sObject) => boolean } | undefined {
     const p = u.pathname.replace(/\/+$/, '').split('/').slice(1);
-    if (p[0] !== 'api' || p[1] !== 'v1') return undefined;
+    let rest: string[];
+    let fields: Record<string, readonly string[]>;
+    if (p[0] === 'api' && p[1] === 'v1') {
+      rest = p.slice(2);
+      fields = { nodes: NODE_FIELDS, pods: POD_FIELDS, events: EVENT_FIELDS };
+    } else if (p[0] === 'apis' && p[1] === 'coordination.k8s.io' && p[2] === 'v1' && p[3] === 'namespaces') {
+      rest = p.slice(3);
+      fields = { leases: LEASE_FIELDS };
+    } else {
+      return undefined;
+    }
     let namespace: string | undefined;
-    let rest = p.slice(2);
     if (rest[0] === 'namespaces' && rest.length === 3) {
       namespace = decodeURIComponent(rest[1]!);
       rest = rest.slice(2);
     }
     const resource = rest.length === 1 ? rest[0]! : '';
-    const fields: Record<string, readonly string[]> = { nodes: NODE_FIELDS, pods: POD_FIELDS, events: EVENT_FIELDS };
     if (!fields[resource] || (resource === 'nodes' && namespace)) return undefined;
     const q = u.searchParams;
     const terms = parseFieldSelector(q.get('fieldSelector'), fields[resource]!);
@@ -447,7 +481,7 @@ export class FakeApiServer {
 
     if (p[0] === 'apis' && p[1] === 'coordination.k8s.io' && p[2] === 'v1' && p[3] === 'namespaces' && p[5] === 'leases') {
       const ns = at(4);
-      if (p.length === 6 && method === 'GET') return [200, this.list('LeaseList', [...this.leases.values()].filter((l) => l.metadata.namespace === ns), q, ['metadata.name'])];
+      if (p.length === 6 && method === 'GET') return [200, this.list('LeaseList', [...this.leases.values()].filter((l) => l.metadata.namespace === ns), q, LEASE_FIELDS)];
       if (p.length === 6 && method === 'POST') return [201, this.createLease(ns, body)];
       const name = at(6);
       if (p.length === 7 && method === 'GET') {
@@ -841,7 +875,7 @@ function groupResourceList(group: string, version: string): K8sObject {
   } else if (group === 'apps' && version === 'v1') {
     resources.push({ name: 'daemonsets', singularName: '', namespaced: true, kind: 'DaemonSet', verbs: ['get'], shortNames: ['ds'] });
   } else if (group === 'coordination.k8s.io' && version === 'v1') {
-    resources.push({ name: 'leases', singularName: '', namespaced: true, kind: 'Lease', verbs: ['create', 'get', 'list', 'update', 'delete'] });
+    resources.push({ name: 'leases', singularName: '', namespaced: true, kind: 'Lease', verbs: ['create', 'delete', 'get', 'list', 'update', 'watch'] });
   } else {
     throw new HttpError(404, 'NotFound', `the server could not find the requested resource (${group}/${version})`);
   }

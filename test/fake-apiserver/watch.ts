@@ -17,6 +17,8 @@
  * - Field selectors on a watch: an object that stops matching arrives as DELETED, one that starts
  *   matching as ADDED (the watch cache's filtered watchers, `cacheWatcher.convertToWatchEvent`).
  * Where a watch is denied (RBAC without the `watch` verb) the server answers 403 before streaming.
+ * The same for every resource the fake watches: core nodes, pods and events, and coordination.k8s.io
+ * leases (kubelet's heartbeat Leases in kube-node-lease, the reboot Leases).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
@@ -34,9 +36,12 @@ interface Change {
 
 /** What a watched collection is: its kind, how an object is matched by a field selector. */
 export interface WatchedResource {
-  /** `nodes`, `pods`, `events`. */
+  /** `nodes`, `pods`, `events`, `leases`. */
   name: string;
   kind: string;
+  /** The API group (`''` for the core group) and version, as bookmarks and 403 messages name them. */
+  group: string;
+  apiVersion: string;
   /** Current objects, for a watch without a resourceVersion. */
   current(): K8sObject[];
 }
@@ -50,6 +55,8 @@ interface OpenWatch {
   timers: NodeJS.Timeout[];
   /** The last resourceVersion sent; bookmarks carry the latest the server knows. */
   sentRv: number;
+  /** Open but sending nothing more (`silence`): a half-open connection, a stuck watch cache. */
+  silent: boolean;
 }
 
 export interface WatchHubOptions {
@@ -124,6 +131,7 @@ export class WatchHub {
   }
 
   private send(w: OpenWatch, ev: { type: string; object: K8sObject }, rv: number): void {
+    if (w.silent) return;
     w.sentRv = Math.max(w.sentRv, rv);
     w.res.write(`${JSON.stringify(ev)}\n`);
   }
@@ -134,7 +142,8 @@ export class WatchHub {
    */
   serve(req: IncomingMessage, res: ServerResponse, resource: string, namespace: string | undefined, q: URLSearchParams, match: (o: K8sObject) => boolean): number {
     if (this.forbidden) {
-      const body = { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', reason: 'Forbidden', code: 403, message: `${resource} is forbidden: User cannot watch resource "${resource}" in API group "" at the cluster scope` };
+      const group = this.resources.get(resource)?.group ?? '';
+      const body = { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', reason: 'Forbidden', code: 403, message: `${resource}${group ? `.${group}` : ''} is forbidden: User cannot watch resource "${resource}" in API group "${group}" ${namespace ? `in the namespace "${namespace}"` : 'at the cluster scope'}` };
       res.writeHead(403, { 'content-type': 'application/json' });
       res.end(JSON.stringify(body));
       return 403;
@@ -144,7 +153,7 @@ export class WatchHub {
     res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
     // Headers now, so the client knows the watch is established before any event.
     res.flushHeaders();
-    const w: OpenWatch = { resource, namespace, match, res, bookmarks: q.get('allowWatchBookmarks') === 'true', timers: [], sentRv: 0 };
+    const w: OpenWatch = { resource, namespace, match, res, bookmarks: q.get('allowWatchBookmarks') === 'true', timers: [], sentRv: 0, silent: false };
     const rvParam = q.get('resourceVersion') ?? '';
     const from = rvParam === '' || rvParam === '0' ? undefined : Number(rvParam);
     if (from !== undefined && (!Number.isFinite(from) || from < (this.compactedRv.get(resource) ?? 0))) {
@@ -177,10 +186,7 @@ export class WatchHub {
     const timeout = Number(q.get('timeoutSeconds') ?? 0);
     if (timeout > 0) w.timers.push(setTimeout(() => this.close(w), timeout * 1000));
     if (w.bookmarks) {
-      const tick = (): void => {
-        w.sentRv = Math.max(w.sentRv, this.currentRv());
-        w.res.write(`${JSON.stringify({ type: 'BOOKMARK', object: { kind: r.kind, apiVersion: 'v1', metadata: { resourceVersion: String(w.sentRv) } } })}\n`);
-      };
+      const tick = (): void => this.bookmark(w);
       const iv = setInterval(tick, this.bookmarkIntervalMs);
       w.timers.push(iv as unknown as NodeJS.Timeout);
     }
@@ -227,14 +233,32 @@ export class WatchHub {
     }
   }
 
+  /** A bookmark carrying the latest resourceVersion the server knows (everything before it was sent). */
+  private bookmark(w: OpenWatch): void {
+    if (w.silent) return;
+    w.sentRv = Math.max(w.sentRv, this.currentRv());
+    const { kind, apiVersion } = this.resources.get(w.resource)!;
+    w.res.write(`${JSON.stringify({ type: 'BOOKMARK', object: { kind, apiVersion, metadata: { resourceVersion: String(w.sentRv) } } })}\n`);
+  }
+
   /** Sends a bookmark now to every open watch that allows them. */
   bookmarkNow(): void {
+    for (const w of this.open) if (w.bookmarks) this.bookmark(w);
+  }
+
+  /**
+   * The open watches of `resource` (all when omitted) stay open but send nothing more, neither events
+   * nor bookmarks nor an end: a connection gone half-open, or a watch cache stuck behind. The client
+   * sees no error. Watches opened afterwards are served normally. Returns how many.
+   */
+  silence(resource?: string): number {
+    let n = 0;
     for (const w of this.open) {
-      if (!w.bookmarks) continue;
-      w.sentRv = Math.max(w.sentRv, this.currentRv());
-      const kind = this.resources.get(w.resource)!.kind;
-      w.res.write(`${JSON.stringify({ type: 'BOOKMARK', object: { kind, apiVersion: 'v1', metadata: { resourceVersion: String(w.sentRv) } } })}\n`);
+      if (resource && w.resource !== resource) continue;
+      w.silent = true;
+      n++;
     }
+    return n;
   }
 
   stop(): void {

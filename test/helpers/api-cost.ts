@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { CHECK_DEFINITIONS } from '../../checks/index.js';
 import type { FakeApiServer, RequestRecord } from '../fake-apiserver/server.js';
+import { NodeLeaseRenewer } from '../fake-apiserver/node-lease.js';
 import { nodeWithReady, runningPod } from '../fake-apiserver/pod-states.js';
 import { CLI } from './cli.js';
 import { freePort } from './agent.js';
@@ -23,20 +24,28 @@ export interface FleetAgent {
   stop(): Promise<void>;
 }
 
+/** The checks of the default config that ask the API server anything: what this fleet measures. */
+export const API_CHECKS = ['node-ready', 'stuck-pods', 'kubelet-connection'] as const;
+
 /**
- * Only the two cluster-view checks this measures (node-ready, stuck-pods) run; every other registered
- * check is off (they need this machine's kubelet, runtimes, systemd or journal, or, like
- * kubelet-connection, poll a Lease of their own, which is not what this fleet measures).
+ * Only the checks that call the API (`API_CHECKS`, at their defaults) run; every other registered
+ * check is off: they need this machine's kubelet, runtimes, systemd or journal, and cost the API nothing.
  */
-export const CLUSTER_VIEW_ONLY: Record<string, { enabled: false }> = Object.fromEntries(
-  CHECK_DEFINITIONS.filter((d) => d.id !== 'node-ready' && d.id !== 'stuck-pods').map((d) => [d.id, { enabled: false as const }]),
+export const API_CHECKS_ONLY: Record<string, { enabled: false }> = Object.fromEntries(
+  CHECK_DEFINITIONS.filter((d) => !(API_CHECKS as readonly string[]).includes(d.id)).map((d) => [d.id, { enabled: false as const }]),
 );
 
-/** A Ready node with `pods` running pods, as a cluster would show a healthy node. */
-export function populateNode(fake: FakeApiServer, node: string, pods = 10): void {
+/**
+ * A Ready node with `pods` running pods and its kubelet renewing the node's Lease every 10 s (what
+ * kubelet does), as a cluster shows a healthy node. The renewer is returned to be stopped.
+ */
+export function populateNode(fake: FakeApiServer, node: string, pods = 10): NodeLeaseRenewer {
   const now = Date.now();
   fake.addNode(nodeWithReady(node, { now, status: 'True', sinceAgoMs: 3 * 3600_000 }));
   for (let i = 0; i < pods; i++) fake.addPod(runningPod({ name: `${node}-app-${i}`, node, now, scheduledAgoMs: 3600_000 }));
+  const kubelet = new NodeLeaseRenewer(fake, node, 10_000);
+  kubelet.start();
+  return kubelet;
 }
 
 /**
@@ -53,7 +62,7 @@ export async function startFleetAgent(node: string, kubeconfig: string, config: 
     log: { level: 'warn' },
     hostCommandPrefix: ['/bin/sh', '-c', 'printf "%s\\n" "$*" >> "$0"', join(dir, 'commands.log')],
     kubernetes: { kubeconfig },
-    checks: CLUSTER_VIEW_ONLY,
+    checks: API_CHECKS_ONLY,
     remediation: { mode: 'dry-run' },
     ...config,
   };

@@ -39,11 +39,20 @@ export interface Tuning {
   recoveryPollMs?: number;
   /** How long `systemctl reboot` may take to return. Default 60 s. */
   rebootCommandTimeoutMs?: number;
-  /** Least time between two looks for an orphan cordon of ours. Default 30 s. */
+  /**
+   * Least time between two looks for an orphan cordon of ours while one may exist: at start, and for
+   * `ORPHAN_SUSPECT_MS` after a drain-reboot that did not end in a reboot (its cordon PATCH may have been
+   * applied after we gave up on it). Default 30 s.
+   */
   orphanCheckMs?: number;
+  /** The same at other times (a cordon left by a lost state file, a person's mistake). Default 10 min. */
+  orphanIdleCheckMs?: number;
   /** The clock for in-process intervals (Lease observation, recovery time). Default `performance.now()`. */
   monotonic?: Monotonic;
 }
+
+/** How long after a drain-reboot that did not reboot an orphan cordon is looked for often. */
+const ORPHAN_SUSPECT_MS = 15 * 60_000;
 
 /** How an episode's drain-reboot ended, for the ladder's records. */
 export interface EpisodeEnd {
@@ -113,6 +122,8 @@ export class DrainRebootController implements DrainRebooter {
   private recoveryWaiting: string | null = null;
   private lastRecoveryLook: number | undefined;
   private lastOrphanCheck = -Infinity;
+  /** Until then (monotonic) an orphan cordon is likely: looked for every `orphanCheckMs`. */
+  private orphanSuspectUntil = -Infinity;
 
   constructor(private readonly d: DrainRebootDeps) {
     this.node = d.config.nodeName;
@@ -235,6 +246,8 @@ export class DrainRebootController implements DrainRebooter {
 
   private finish(r: DrainRebootResult): DrainRebootResult {
     this.lastOutcome = { at: this.iso(), result: r.result, detail: r.detail };
+    // A drain-reboot that ended without a reboot may leave a cordon the server applied after we gave up.
+    if (r.result !== 'success' && r.result !== 'dry_run') this.orphanSuspectUntil = this.mono() + ORPHAN_SUSPECT_MS;
     return r;
   }
 
@@ -591,7 +604,10 @@ export class DrainRebootController implements DrainRebooter {
    */
   private async settleOrphan(results: readonly CheckResult[]): Promise<void> {
     if (!this.api || this.planCache || this.inflight) return;
-    const every = this.d.tuning?.orphanCheckMs ?? 30_000;
+    // At idle a Node GET every 30 s would be most of the agent's API cost (issue 13): look often only when
+    // an orphan is likely, and seldom otherwise.
+    const suspect = this.lastOrphanCheck === -Infinity || this.mono() < this.orphanSuspectUntil;
+    const every = suspect ? (this.d.tuning?.orphanCheckMs ?? 30_000) : (this.d.tuning?.orphanIdleCheckMs ?? 10 * 60_000);
     if (this.mono() - this.lastOrphanCheck < every) return;
     this.lastOrphanCheck = this.mono();
     let node;

@@ -7,7 +7,7 @@
  */
 import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
-import type { LogLine, LogSource, SourceStatus } from './log-source.js';
+import { LineSplitter, type LogLine, type LogSource, type SourceStatus } from './log-source.js';
 
 export interface KmsgRecord {
   facility: number;
@@ -48,11 +48,14 @@ export class KmsgSource implements LogSource {
   private stopped = false;
   private draining: Promise<void> | undefined;
   private waiters = new Set<() => void>();
-  private carry = '';
+  /** Bounded line splitting, shared with the journal and file followers (a cut record fails to parse and is counted). */
+  private readonly splitter: LineSplitter;
   /** Records lost because the ring buffer wrapped past us (EPIPE). */
   lost = 0;
 
-  constructor(private readonly o: KmsgSourceOptions) {}
+  constructor(private readonly o: KmsgSourceOptions) {
+    this.splitter = new LineSplitter(o.maxLineBytes ?? 8192, (line) => this.take(line));
+  }
 
   /** The open file's flags as the kernel has them (`/proc/self/fdinfo`), for the read-only proof. */
   get fd(): number | undefined {
@@ -103,7 +106,7 @@ export class KmsgSource implements LogSource {
         break;
       }
       if (bytesRead === 0) break;
-      this.take(buf.subarray(0, bytesRead).toString('utf8'));
+      this.splitter.push(buf.subarray(0, bytesRead));
       if (++n % RECORDS_PER_SLICE === 0) await new Promise((r) => setImmediate(r));
     }
     if (!this.st.caughtUp) {
@@ -118,22 +121,18 @@ export class KmsgSource implements LogSource {
     }
   }
 
-  private take(chunk: string): void {
-    const text = this.carry + chunk;
-    const lines = text.split('\n');
-    this.carry = (lines.pop() ?? '').slice(0, this.o.maxLineBytes ?? 8192);
-    for (const line of lines) {
-      if (line.startsWith(' ')) continue; // ` SUBSYSTEM=...` dictionary lines
-      const rec = parseKmsgRecord(line);
-      if (!rec) {
-        this.st.invalidRecords++;
-        continue;
-      }
-      // Facility 0 is the kernel; userspace (systemd-shutdown, journald) also writes to kmsg.
-      if (rec.facility !== 0) continue;
-      this.st.lines++;
-      this.o.onLine({ text: rec.text, timeMs: this.o.bootTimeMs + rec.usec / 1000 });
+  /** One line of /dev/kmsg (a read returns one record; a file of records is split the same way). */
+  private take(line: string): void {
+    if (line.startsWith(' ')) return; // ` SUBSYSTEM=...` dictionary lines
+    const rec = parseKmsgRecord(line);
+    if (!rec) {
+      this.st.invalidRecords++;
+      return;
     }
+    // Facility 0 is the kernel; userspace (systemd-shutdown, journald) also writes to kmsg.
+    if (rec.facility !== 0) return;
+    this.st.lines++;
+    this.o.onLine({ text: rec.text, timeMs: this.o.bootTimeMs + rec.usec / 1000 });
   }
 
   async stop(): Promise<void> {

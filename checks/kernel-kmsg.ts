@@ -7,7 +7,7 @@
  */
 import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
-import { LineSplitter, type LogLine, type LogSource, type SourceStatus } from './log-source.js';
+import { LineSplitter, SourceBase, type LogLine, type LogSource } from './log-source.js';
 
 export interface KmsgRecord {
   facility: number;
@@ -41,19 +41,18 @@ export interface KmsgSourceOptions {
 /** Records read per drain before yielding to the event loop, so a full ring buffer never stalls it. */
 const RECORDS_PER_SLICE = 2000;
 
-export class KmsgSource implements LogSource {
-  private st: SourceStatus = { kind: 'file', state: 'starting', caughtUp: false, lines: 0, truncatedLines: 0, invalidRecords: 0, emptyMessages: 0, restarts: 0 };
+export class KmsgSource extends SourceBase implements LogSource {
   private fh: FileHandle | undefined;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   private draining: Promise<void> | undefined;
-  private waiters = new Set<() => void>();
   /** Bounded line splitting, shared with the journal and file followers (a cut record fails to parse and is counted). */
   private readonly splitter: LineSplitter;
   /** Records lost because the ring buffer wrapped past us (EPIPE). */
   lost = 0;
 
   constructor(private readonly o: KmsgSourceOptions) {
+    super('file');
     this.splitter = new LineSplitter(o.maxLineBytes ?? 8192, (line) => this.take(line));
   }
 
@@ -143,36 +142,5 @@ export class KmsgSource implements LogSource {
     await this.fh?.close().catch(() => undefined);
     this.fh = undefined;
     this.notify();
-  }
-
-  status(): SourceStatus {
-    return { ...this.st, ...(this.st.failure ? { failure: { ...this.st.failure } } : {}) };
-  }
-
-  private notify(): void {
-    for (const w of [...this.waiters]) w();
-  }
-
-  whenCaughtUp(timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
-    const settled = (): boolean | undefined =>
-      this.st.caughtUp ? true : this.st.failure || this.st.state === 'stopped' || signal?.aborted ? false : undefined;
-    const now = settled();
-    if (now !== undefined) return Promise.resolve(now);
-    return new Promise((resolve) => {
-      const done = (v: boolean): void => {
-        clearTimeout(timer);
-        this.waiters.delete(check);
-        signal?.removeEventListener('abort', onAbort);
-        resolve(v);
-      };
-      const check = (): void => {
-        const v = settled();
-        if (v !== undefined) done(v);
-      };
-      const onAbort = (): void => done(false);
-      const timer = setTimeout(() => done(false), timeoutMs);
-      this.waiters.add(check);
-      signal?.addEventListener('abort', onAbort, { once: true });
-    });
   }
 }

@@ -82,7 +82,8 @@ export interface LogSource {
   poll?(): Promise<void>;
 }
 
-abstract class SourceBase {
+/** What every follower shares: its status and the waiters for `whenCaughtUp`. */
+export abstract class SourceBase {
   protected st: SourceStatus;
   private waiters = new Set<() => void>();
 

@@ -244,6 +244,12 @@ export class DrainRebootController implements DrainRebooter {
     }
   }
 
+  /** A plan for `req`, starting in `phase`, with this boot's id: what is written before anything is done. */
+  private async newPlan(req: DrainRebootRequest, phase: RebootPlan['phase'], rest: Pick<RebootPlan, 'kubernetes' | 'cordon'>): Promise<RebootPlan> {
+    const now = this.iso();
+    return { version: 1, episodeId: req.episodeId, reason: req.reason, origin: req.origin ?? 'agent', node: this.node, phase, bootId: await this.readBootId(), createdAt: now, updatedAt: now, ...rest };
+  }
+
   private finish(r: DrainRebootResult): DrainRebootResult {
     this.lastOutcome = { at: this.iso(), result: r.result, detail: r.detail };
     // A drain-reboot that ended without a reboot may leave a cordon the server applied after we gave up.
@@ -307,21 +313,7 @@ export class DrainRebootController implements DrainRebooter {
     }
 
     // ---- the plan, then the slot: written down before it is taken ----
-    const bootId = await this.readBootId();
-    const now = this.iso();
-    const plan: RebootPlan = {
-      version: 1,
-      episodeId: req.episodeId,
-      reason: req.reason,
-      origin: req.origin ?? 'agent',
-      node: this.node,
-      phase: 'leasing',
-      bootId,
-      createdAt: now,
-      updatedAt: now,
-      kubernetes: true,
-      cordon: { token: randomUUID(), ours: true },
-    };
+    const plan = await this.newPlan(req, 'leasing', { kubernetes: true, cordon: { token: randomUUID(), ours: true } });
     try {
       await this.store.create(plan);
       this.planCache = plan;
@@ -369,7 +361,7 @@ export class DrainRebootController implements DrainRebooter {
       this.drainAbort?.abort();
     });
     try {
-      const c = await cordon(api, this.node, { by: `agent/${this.node}`, token: plan.cordon!.token, reason: req.reason, at: now });
+      const c = await cordon(api, this.node, { by: `agent/${this.node}`, token: plan.cordon!.token, reason: req.reason, at: plan.createdAt });
       if (c.state === 'already-cordoned') {
         plan.cordon = { token: plan.cordon!.token, ours: false, preexistingBy: c.by };
         this.step(req, `node ${this.node} was already cordoned by ${c.by}; nodemedic will never uncordon it`);
@@ -479,19 +471,7 @@ export class DrainRebootController implements DrainRebooter {
       this.action('reboot', 'skipped');
       return { result: 'skipped', detail: `refused: ${window.detail}`, refusedBy: window, retry: true };
     }
-    const now = this.iso();
-    const plan: RebootPlan = {
-      version: 1,
-      episodeId: req.episodeId,
-      reason: req.reason,
-      origin: req.origin ?? 'agent',
-      node: this.node,
-      phase: 'rebooting',
-      bootId: await this.readBootId(),
-      createdAt: now,
-      updatedAt: now,
-      kubernetes: false,
-    };
+    const plan = await this.newPlan(req, 'rebooting', { kubernetes: false });
     try {
       await this.store.create(plan);
       this.planCache = plan;

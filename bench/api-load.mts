@@ -4,8 +4,9 @@
  * terminating: the ladder's restarts, then drain-reboot with guards, Lease, cordon, evictions),
  * counted from the fake's request log per agent, per verb and resource, per minute, and extrapolated
  * to 5,000 nodes. The same step runs the code before the change at the same time against its own
- * fake API server: the merge base of this branch with `main`, extracted with `git archive` and built
- * with this tree's TypeScript and node_modules. Before and after share the machine and the minutes.
+ * fake API server: `$NODEMEDIC_BENCH_BEFORE` (a commit), else the merge base of this branch with
+ * `main`, extracted with `git archive` and built with this tree's TypeScript and node_modules. Before
+ * and after share the machine and the minutes. The before code runs the same checks where it has them.
  *
  * Run by bench/run.ts under tap's TypeScript loader:
  * `node --import=@tapjs/typescript/import bench/api-load.mts --result F`.
@@ -15,16 +16,19 @@ import { existsSync, mkdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { terminatingPod } from '../test/fake-apiserver/pod-states.js';
 import { FakeApiServer } from '../test/fake-apiserver/server.js';
-import { costPerAgent, populateNode, startFleetAgent, type AgentCost, type FleetAgent } from '../test/helpers/api-cost.js';
+import { API_CHECKS_ONLY, costPerAgent, populateNode, startFleetAgent, type AgentCost, type FleetAgent } from '../test/helpers/api-cost.js';
 import { CLI } from '../test/helpers/cli.js';
 import { fmt, harnessMain, loadAverage, onCleanup, REPO_ROOT, table, type StepOptions, type StepReport } from './lib.js';
 
 const FLEET_NODES = 5000;
 
-/** The code before the change: the merge base with main, built once per commit under /tmp. */
-function buildBefore(log: (m: string) => void): { cli: string; commit: string } {
+/** The code before the change (`$NODEMEDIC_BENCH_BEFORE`, else the merge base with main), built once per commit under /tmp. */
+function buildBefore(log: (m: string) => void): { cli: string; commit: string; checks: string } {
   const git = (...a: string[]) => execFileSync('git', ['-C', REPO_ROOT, ...a], { encoding: 'utf8' }).trim();
-  const commit = git('merge-base', 'HEAD', 'main');
+  const commit = git('rev-parse', process.env.NODEMEDIC_BENCH_BEFORE || git('merge-base', 'HEAD', 'main'));
+  if (commit === git('rev-parse', 'HEAD')) {
+    throw new Error(`api-load: the code before the change is this commit (${commit.slice(0, 12)}): on main, set NODEMEDIC_BENCH_BEFORE to the commit to compare with`);
+  }
   const dir = `/tmp/nodemedic-before-${commit.slice(0, 12)}`;
   const cli = join(dir, 'dist/agent/cli.js');
   if (!existsSync(cli)) {
@@ -34,7 +38,14 @@ function buildBefore(log: (m: string) => void): { cli: string; commit: string } 
     if (!existsSync(join(dir, 'node_modules'))) symlinkSync(join(REPO_ROOT, 'node_modules'), join(dir, 'node_modules'));
     execFileSync(process.execPath, [join(REPO_ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(dir, 'tsconfig.json')], { stdio: 'inherit' });
   }
-  return { cli, commit };
+  return { cli, commit, checks: join(dir, 'dist/checks/index.js') };
+}
+
+/** `checks:` for a fleet of `cli`: API_CHECKS_ONLY, reduced to the checks that code has (an older tree rejects unknown ones). */
+async function checksFor(registry: string): Promise<Record<string, { enabled: false }>> {
+  const { CHECK_DEFINITIONS } = (await import(registry)) as { CHECK_DEFINITIONS: { id: string }[] };
+  const known = new Set(CHECK_DEFINITIONS.map((d) => d.id));
+  return Object.fromEntries(Object.entries(API_CHECKS_ONLY).filter(([id]) => known.has(id)));
 }
 
 interface Phase {
@@ -51,7 +62,7 @@ interface FleetResult {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function fleet(label: string, cli: string, n: number, idleMs: number, episodeMs: number, log: (m: string) => void): Promise<FleetResult> {
+async function fleet(label: string, cli: string, checks: Record<string, unknown>, n: number, idleMs: number, episodeMs: number, log: (m: string) => void): Promise<FleetResult> {
   const fake = new FakeApiServer();
   await fake.start();
   onCleanup(() => fake.stop());
@@ -65,7 +76,7 @@ async function fleet(label: string, cli: string, n: number, idleMs: number, epis
   const episodeNode = nodes[0]!;
   const agents: FleetAgent[] = await Promise.all(
     nodes.map((node, i) =>
-      startFleetAgent(node, kubeconfig, i === 0 ? { remediation: { mode: 'enforce', grace: '10s', settle: '20s', leaseDuration: '1m', drain: { timeout: '2m' } } } : {}, cli),
+      startFleetAgent(node, kubeconfig, { checks, ...(i === 0 ? { remediation: { mode: 'enforce', grace: '10s', settle: '20s', leaseDuration: '1m', drain: { timeout: '2m' } } } : {}) }, cli),
     ),
   );
   onCleanup(() => Promise.all(agents.map((a) => a.stop())));
@@ -122,7 +133,10 @@ async function apiLoad(opts: StepOptions): Promise<StepReport> {
   const episodeMs = opts.quick ? 90_000 : 3 * 60_000;
   const before = buildBefore(opts.log);
   // Both fleets at once: the same machine, the same minutes.
-  const [b, a] = await Promise.all([fleet('before', before.cli, n, idleMs, episodeMs, opts.log), fleet('after', CLI, n, idleMs, episodeMs, opts.log)]);
+  const [b, a] = await Promise.all([
+    fleet('before', before.cli, await checksFor(before.checks), n, idleMs, episodeMs, opts.log),
+    fleet('after', CLI, API_CHECKS_ONLY, n, idleMs, episodeMs, opts.log),
+  ]);
   const bi = rates(b.idle, true);
   const ai = rates(a.idle, true);
   const be = rates(b.episode, false);
@@ -143,7 +157,7 @@ async function apiLoad(opts: StepOptions): Promise<StepReport> {
     `Method: two fleets of ${n} real \`nodemedic run\` processes (default 15 s schedule, the checks that call the API on at their ` +
       `defaults: node-ready, stuck-pods and kubelet-connection; the checks that need this machine's kubelet and runtimes off, ` +
       `remediation dry-run) each against its own fake API server, ` +
-      `run at the same time: **before** = the code at \`${before.commit.slice(0, 12)}\` (merge base with main, \`git archive\` + tsc into ` +
+      `run at the same time: **before** = the code at \`${before.commit.slice(0, 12)}\` (\`$NODEMEDIC_BENCH_BEFORE\` or the merge base with main, \`git archive\` + tsc into ` +
       `/tmp), **after** = this tree. Each node has 10 running pods and a kubelet renewing its Lease every 10 s. Idle: ${fmt(b.idle.minutes)} / ${fmt(a.idle.minutes)} minutes from a minute ` +
       `after start, over the ${n - 1} agents that never act. Episode: agent 0 (enforce, grace 10s, settle 20s) gets 3 pods stuck terminating; ` +
       `its requests over the next ${fmt(b.episode.minutes)} / ${fmt(a.episode.minutes)} minutes (restart steps, then drain-reboot: guards, ` +

@@ -291,6 +291,8 @@ function spliceIntoRecord(reports: StepReport[], seconds: Partial<Record<StepId,
     return;
   }
   for (const r of reports) {
+    // A step that keeps its own marked section (soak-hostile) has already written it.
+    if (md.includes(`<!-- ${r.id}:begin`)) continue;
     const lines = md.split('\n');
     const start = lines.findIndex((l) => /^## \d+\. /.test(l) && l.replace(/^## \d+\. /, '') === r.title);
     const sections = lines.filter((l) => /^## \d+\. /.test(l)).length;

@@ -1,7 +1,7 @@
 /**
  * A fleet of real `nodemedic run` processes (dist/agent/cli.js) against the fake API server, each
- * node behind a fake host (fake-host.mjs, through `hostCommandPrefix`) that acts only on its own
- * directory. This harness plays systemd and the machine: when a node's agent runs `systemctl reboot`,
+ * node behind a fake host (fake-host.sh, a bash script, through `hostCommandPrefix`) that acts only on
+ * its own directory. This harness plays systemd and the machine: when a node's agent runs `systemctl reboot`,
  * it stops that agent (SIGTERM, as systemd does at shutdown), marks the Node NotReady, keeps the node
  * down for `downMs`, then "boots": a new boot id, the kubelet fault cured, the agent started again,
  * and (playing the kubelet) the Node Ready once the agent serves.
@@ -23,7 +23,7 @@ import { makeNode, makePod } from '../fake-apiserver/fixtures.js';
 import type { RequestRecord } from '../fake-apiserver/server.js';
 import { AgentProcess, CLI } from '../helpers/scenario.js';
 
-export const FAKE_HOST = fileURLToPath(new URL('./fake-host.mjs', import.meta.url));
+export const FAKE_HOST = fileURLToPath(new URL('./fake-host.sh', import.meta.url));
 
 type Tap = { teardown(fn: () => unknown): void; comment(...a: unknown[]): void };
 
@@ -109,7 +109,7 @@ export class Fleet {
       http: { listen: '127.0.0.1:0' },
       schedule: '* * * * * *',
       stateDir,
-      hostCommandPrefix: [process.execPath, FAKE_HOST, dir],
+      hostCommandPrefix: ['bash', FAKE_HOST, dir],
       log: { level: 'debug' },
       kubernetes: { kubeconfig: this.cluster.kubeconfig },
       // Only the kubelet check: the fault under test, and nothing else of this machine is looked at.

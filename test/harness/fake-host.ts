@@ -32,7 +32,7 @@ type Tap = { teardown(fn: () => unknown): void; comment(...a: unknown[]): void }
  * Node.js process it starts with `NODE_OPTIONS=--import=@tapjs/processinfo` (loader hooks on a worker
  * thread, source maps, a record written per process) and puts that back into the environment of every
  * process this test spawns; `env -u` takes it out in the child, just before the agent starts. That
- * hook made each agent start cost about 10 s of CPU instead of 3, and every sweep more, which a fleet
+ * hook made each agent start cost about 10 s of CPU instead of 3 to 5, and every sweep more, which a fleet
  * of agents on 2 cores cannot afford. Other NODE_OPTIONS are kept.
  */
 function agentCommand(configPath: string): string[] {

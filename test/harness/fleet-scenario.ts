@@ -23,7 +23,7 @@ import { waitFor } from './systemd-ns.js';
  * 8 real agents by default (issue 11 asks for at least 8); FLEET_NODES=N runs another size. What makes
  * 8 fit on 2 cores: the fake host is a bash script, not a Node.js process per host command, and the
  * agents start without tap's processinfo hook (see fake-host.ts); most of the time left is the agents'
- * own start after each reboot (3-4 s of CPU each), the reboots being one (then two) at a time.
+ * own start after each reboot (3 to 5 s of CPU each), the reboots being one (then two) at a time.
  */
 const NODES = Number(process.env.FLEET_NODES ?? 8);
 /** Renewal every third of it; the old code let a Lease expire after it. The reboot lasts longer. */

@@ -1,7 +1,7 @@
 /**
  * A fleet of real `nodemedic run` processes (dist/agent/cli.js) against the fake API server, each
- * node behind a fake host (fake-host.mjs, through `hostCommandPrefix`) that acts only on its own
- * directory. This harness plays systemd and the machine: when a node's agent runs `systemctl reboot`,
+ * node behind a fake host (fake-host.sh, a bash script, through `hostCommandPrefix`) that acts only on
+ * its own directory. This harness plays systemd and the machine: when a node's agent runs `systemctl reboot`,
  * it stops that agent (SIGTERM, as systemd does at shutdown), marks the Node NotReady, keeps the node
  * down for `downMs`, then "boots": a new boot id, the kubelet fault cured, the agent started again,
  * and (playing the kubelet) the Node Ready once the agent serves.
@@ -11,7 +11,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -23,9 +23,49 @@ import { makeNode, makePod } from '../fake-apiserver/fixtures.js';
 import type { RequestRecord } from '../fake-apiserver/server.js';
 import { AgentProcess, CLI } from '../helpers/scenario.js';
 
-export const FAKE_HOST = fileURLToPath(new URL('./fake-host.mjs', import.meta.url));
+export const FAKE_HOST = fileURLToPath(new URL('./fake-host.sh', import.meta.url));
 
 type Tap = { teardown(fn: () => unknown): void; comment(...a: unknown[]): void };
+
+/**
+ * The command that starts an agent: `nodemedic run` as on a node, without tap's hooks. tap runs every
+ * Node.js process it starts with `NODE_OPTIONS=--import=@tapjs/processinfo` (loader hooks on a worker
+ * thread, source maps, a record written per process) and puts that back into the environment of every
+ * process this test spawns; `env -u` takes it out in the child, just before the agent starts. That
+ * hook made each agent start cost about 10 s of CPU instead of 3 to 5, and every sweep more, which a fleet
+ * of agents on 2 cores cannot afford. Other NODE_OPTIONS are kept.
+ */
+function agentCommand(configPath: string): string[] {
+  const unset = Object.keys(process.env).filter((k) => k.startsWith('_TAPJS_PROCESSINFO_'));
+  const options = (process.env.NODE_OPTIONS ?? '')
+    .split(/\s+/)
+    .filter((o) => o && !/@tapjs[\\/]/.test(o))
+    .join(' ');
+  return [
+    'env',
+    '-u',
+    'NODE_OPTIONS',
+    ...unset.flatMap((k) => ['-u', k]),
+    ...(options ? [`NODE_OPTIONS=${options}`] : []),
+    process.execPath,
+    CLI,
+    'run',
+    '--config',
+    configPath,
+  ];
+}
+
+/** CPU time (ms) a process has used so far, all its threads (Linux: /proc/PID/task/TID/schedstat); undefined elsewhere. */
+function cpuMs(pid: number | undefined): number | undefined {
+  if (!pid) return undefined;
+  try {
+    let ns = 0;
+    for (const tid of readdirSync(`/proc/${pid}/task`)) ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    return Math.round(ns / 1e6);
+  } catch {
+    return undefined;
+  }
+}
 
 export interface FleetOptions {
   nodes: number;
@@ -109,7 +149,7 @@ export class Fleet {
       http: { listen: '127.0.0.1:0' },
       schedule: '* * * * * *',
       stateDir,
-      hostCommandPrefix: [process.execPath, FAKE_HOST, dir],
+      hostCommandPrefix: ['bash', FAKE_HOST, dir],
       log: { level: 'debug' },
       kubernetes: { kubeconfig: this.cluster.kubeconfig },
       // Only the kubelet check: the fault under test, and nothing else of this machine is looked at.
@@ -139,7 +179,8 @@ export class Fleet {
 
   /** Starts `nodemedic run` for the node and waits until it serves. */
   async startAgent(n: FleetNode): Promise<AgentProcess> {
-    const child = spawn(process.execPath, [CLI, 'run', '--config', n.configPath], { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: { ...process.env, NODEMEDIC_CONFIG: '' } });
+    const [cmd, ...args] = agentCommand(n.configPath) as [string, ...string[]];
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: { ...process.env, NODEMEDIC_CONFIG: '' } });
     const a = new AgentProcess(child, `${n.name}#${n.agents.length + 1}`);
     n.agent = a;
     n.agents.push(a);
@@ -164,7 +205,9 @@ export class Fleet {
       n.reboots.push(Number(readFileSync(flag, 'utf8')));
       this.t.comment(`${new Date().toISOString()} ${n.name}: systemctl reboot`);
       // systemd stops the services at shutdown: SIGTERM, then SIGKILL after its timeout.
+      const stopping = Date.now();
       await n.agent?.stop();
+      const stoppedMs = Date.now() - stopping;
       this.cluster.fake.updateNode(n.name, (node) => {
         node.status.conditions[0].status = 'Unknown';
         node.status.conditions[0].reason = 'NodeStatusUnknown';
@@ -178,10 +221,15 @@ export class Fleet {
       rmSync(flag);
       this.healthz.faulty.delete(n.name);
       n.boots += 1;
-      await this.startAgent(n);
+      const starting = Date.now();
+      const a = await this.startAgent(n);
+      const startedMs = Date.now() - starting;
+      const cpu = cpuMs(a.child.pid);
       // Before the kubelet is back (Ready), e.g. an API outage right after the boot.
       await this.opts.onBoot?.(n.name, n.boots);
-      this.t.comment(`${new Date().toISOString()} ${n.name}: booted (${n.boots})`);
+      this.t.comment(
+        `${new Date().toISOString()} ${n.name}: booted (${n.boots}); the agent took ${stoppedMs} ms to stop, ${startedMs} ms to serve again${cpu === undefined ? '' : ` (${cpu} ms of CPU)`}`,
+      );
       // The kubelet posts Ready again.
       this.cluster.fake.updateNode(n.name, (node) => {
         node.status.conditions[0].status = 'True';

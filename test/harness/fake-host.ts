@@ -22,37 +22,15 @@ import type { Cluster } from '../fake-apiserver/harness.js';
 import { makeNode, makePod } from '../fake-apiserver/fixtures.js';
 import type { RequestRecord } from '../fake-apiserver/server.js';
 import { AgentProcess, CLI } from '../helpers/scenario.js';
+import { untapped } from '../helpers/cli.js';
 
 export const FAKE_HOST = fileURLToPath(new URL('./fake-host.sh', import.meta.url));
 
 type Tap = { teardown(fn: () => unknown): void; comment(...a: unknown[]): void };
 
-/**
- * The command that starts an agent: `nodemedic run` as on a node, without tap's hooks. tap runs every
- * Node.js process it starts with `NODE_OPTIONS=--import=@tapjs/processinfo` (loader hooks on a worker
- * thread, source maps, a record written per process) and puts that back into the environment of every
- * process this test spawns; `env -u` takes it out in the child, just before the agent starts. That
- * hook made each agent start cost about 10 s of CPU instead of 3 to 5, and every sweep more, which a fleet
- * of agents on 2 cores cannot afford. Other NODE_OPTIONS are kept.
- */
+/** The command that starts an agent: `nodemedic run` as on a node, without tap's hooks (see `untapped`). */
 function agentCommand(configPath: string): string[] {
-  const unset = Object.keys(process.env).filter((k) => k.startsWith('_TAPJS_PROCESSINFO_'));
-  const options = (process.env.NODE_OPTIONS ?? '')
-    .split(/\s+/)
-    .filter((o) => o && !/@tapjs[\\/]/.test(o))
-    .join(' ');
-  return [
-    'env',
-    '-u',
-    'NODE_OPTIONS',
-    ...unset.flatMap((k) => ['-u', k]),
-    ...(options ? [`NODE_OPTIONS=${options}`] : []),
-    process.execPath,
-    CLI,
-    'run',
-    '--config',
-    configPath,
-  ];
+  return untapped([process.execPath, CLI, 'run', '--config', configPath]);
 }
 
 /** CPU time (ms) a process has used so far, all its threads (Linux: /proc/PID/task/TID/schedstat); undefined elsewhere. */

@@ -24,3 +24,20 @@ export function runCli(args: readonly string[], opts: { env?: NodeJS.ProcessEnv;
     );
   });
 }
+
+/**
+ * `argv` run through `env` without tap's hooks. tap runs every Node.js process it starts with
+ * `NODE_OPTIONS=--import=@tapjs/processinfo` (loader hooks on a worker thread, source maps, a record
+ * written per process) and puts that back into the environment of every process a test spawns; `env
+ * -u` takes it out in the child, just before the program starts (env execs it: same PID). That hook
+ * made each agent start cost about 10 s of CPU instead of 3 to 5, and every sweep more, which tests
+ * with several agents on 2 cores cannot afford. Other NODE_OPTIONS are kept.
+ */
+export function untapped(argv: readonly string[]): string[] {
+  const unset = Object.keys(process.env).filter((k) => k.startsWith('_TAPJS_PROCESSINFO_'));
+  const options = (process.env.NODE_OPTIONS ?? '')
+    .split(/\s+/)
+    .filter((o) => o && !/@tapjs[\\/]/.test(o))
+    .join(' ');
+  return ['env', '-u', 'NODE_OPTIONS', ...unset.flatMap((k) => ['-u', k]), ...(options ? [`NODE_OPTIONS=${options}`] : []), ...argv];
+}

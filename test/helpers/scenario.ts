@@ -19,6 +19,7 @@ import { requireComponent } from './require.js';
 import { allChecksOff } from './lifecycle.js';
 
 export const CLI = fileURLToPath(new URL('../../dist/agent/cli.js', import.meta.url));
+import { untapped } from './cli.js';
 
 type Tap = {
   teardown(fn: () => unknown): void;
@@ -256,7 +257,8 @@ export class Scenario {
 
   /** Starts `nodemedic run --config` and waits until it serves. */
   async startAgent(label = `agent-${this.agents.length + 1}`): Promise<AgentProcess> {
-    const child = spawn(process.execPath, [CLI, 'run', '--config', this.configPath], {
+    const [cmd, ...args] = untapped([process.execPath, CLI, 'run', '--config', this.configPath]);
+    const child = spawn(cmd!, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
       env: { ...process.env, NODEMEDIC_CONFIG: '' },

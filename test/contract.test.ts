@@ -7,6 +7,7 @@ import t from 'tap';
 import { CHECK_DEFINITIONS } from '../checks/index.js';
 import { remediationDefaults } from '../remediations/config.js';
 import { resolveConfig } from '../agent/config.js';
+import { EVENT_REASONS } from '../remediations/kubernetes/events.js';
 
 const contract = readFileSync(new URL('../docs/CONTRACT.md', import.meta.url), 'utf8');
 
@@ -63,4 +64,9 @@ t.test('every check option is in the contract, with its scalar default', async (
       }
     }
   }
+});
+
+t.test('every Event reason is in the contract', async (t) => {
+  const rows = table('| reason | type | when |').map(([r]) => r!).join(' ');
+  for (const reason of EVENT_REASONS) t.match(rows, `\`${reason}\``, reason);
 });

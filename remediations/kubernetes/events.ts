@@ -9,25 +9,27 @@ import type { Logger } from 'pino';
 import type { Clock } from '../../platform/clock.js';
 import type { KubeApi } from '../../platform/kube-client.js';
 
-/** Reasons nodemedic uses, UpperCamelCase and stable (tools filter on them). */
-export type EventReason =
-  | 'NodemedicCordon'
-  | 'NodemedicUncordon'
-  | 'NodemedicDrainStarted'
-  | 'NodemedicDrainSucceeded'
-  | 'NodemedicDrainFailed'
-  | 'NodemedicReboot'
-  | 'NodemedicRebooted'
-  | 'NodemedicRecovered'
-  | 'NodemedicRecoveryFailed'
-  | 'NodemedicRollback'
-  | 'NodemedicGuardRefused'
-  | 'NodemedicDryRun'
-  | 'NodemedicRestart'
-  | 'NodemedicRestartFailed'
-  | 'NodemedicReexec'
-  | 'NodemedicReexecFailed'
-  | 'NodemedicStepSkipped';
+/** Reasons nodemedic uses, UpperCamelCase and stable (tools filter on them; docs/CONTRACT.md lists them). */
+export const EVENT_REASONS = [
+  'NodemedicCordon',
+  'NodemedicUncordon',
+  'NodemedicDrainStarted',
+  'NodemedicDrainSucceeded',
+  'NodemedicDrainFailed',
+  'NodemedicReboot',
+  'NodemedicRebooted',
+  'NodemedicRecovered',
+  'NodemedicRecoveryFailed',
+  'NodemedicRollback',
+  'NodemedicGuardRefused',
+  'NodemedicDryRun',
+  'NodemedicRestart',
+  'NodemedicRestartFailed',
+  'NodemedicReexec',
+  'NodemedicReexecFailed',
+  'NodemedicStepSkipped',
+] as const;
+export type EventReason = (typeof EVENT_REASONS)[number];
 
 export interface NodeEvent {
   reason: EventReason;

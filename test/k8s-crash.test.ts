@@ -12,6 +12,7 @@ import { makeNode, makePod } from './fake-apiserver/fixtures.js';
 import { agentlet, result, spawnCli, startCluster, until, writeNodeConfigFile, type Cluster } from './fake-apiserver/harness.js';
 import { startAgent } from './helpers/agent.js';
 import { requireComponent } from './helpers/require.js';
+import { allChecksOff } from './helpers/lifecycle.js';
 
 const SELF = 'worker-1';
 
@@ -116,14 +117,13 @@ t.test('the real daemon (nodemedic run) restarted after a SIGKILL mid-drain roll
   await child.exited;
   t.ok(c.fake.node(SELF).spec.unschedulable, 'left cordoned by the killed process');
   t.ok(ownerRecordHolds(c, cfg.stateDir).ok, 'with its owner record');
-  const off = { enabled: false };
   const agent = await startAgent({
     nodeName: SELF,
     stateDir: cfg.stateDir,
     hostCommandPrefix: ['/bin/sh', '-c', 'printf "%s\\n" "$*" >> "$0"', cfg.commandsFile],
     kubernetes: { kubeconfig: c.kubeconfig },
     remediation: { mode: 'off' },
-    checks: { disk: off, pleg: off, kubelet: off, docker: off, containerd: off, 'systemd-version': off, 'stuck-pods': off, 'node-ready': off },
+    checks: allChecksOff(),
   }, { readyTimeoutMs: 120_000 });
   t.teardown(() => agent.stop());
   await until(() => !c.fake.node(SELF).spec.unschedulable, 120_000).catch(() => {

@@ -8,6 +8,7 @@ import { pino, type Logger } from 'pino';
 import t from 'tap';
 import { resolveConfig, type Config } from '../agent/config.js';
 import { RealHost } from '../platform/host.js';
+import { parseSystemdTimestamp } from '../platform/systemd-unit.js';
 import type { CheckResult, CheckStatus } from '../checks/types.js';
 import { createRemediator } from '../remediations/index.js';
 import type { ActionName, ActionResult } from '../remediations/types.js';
@@ -137,6 +138,16 @@ t.test('with a real systemd', async (t) => {
   });
   const host = new RealHost({ commandPrefix: ns.prefix });
   const stops = async (unit: string) => (await ns.unitEvents(`${unit}.service`)).filter((e) => e.fromSystemd && e.jobType === 'stop' && /^Stopping /.test(e.message)).length;
+  // A unit younger than settle (1 s) is not restarted, and these remediators have no requestSweep to
+  // come back: wait until the namespace's unit is older than that (systemd's timestamps have 1 s steps).
+  const olderThanSettle = (unit: string) =>
+    waitFor(
+      async () => {
+        const at = parseSystemdTimestamp((await ns.systemctl('show', '--property=ActiveEnterTimestamp', '--value', unit)).stdout.trim());
+        return at !== undefined && Date.now() - at > 2000;
+      },
+      { timeoutMs: 30_000, what: `${unit} active for more than settle` },
+    );
 
   await t.test('no durable intent, no action; once the state can be written, the restart happens', async (t) => {
     const dir = await tempDir(t);
@@ -154,6 +165,7 @@ t.test('with a real systemd', async (t) => {
     t.equal(await stops('kubelet'), 0, "systemd's journal: kubelet not restarted");
 
     await rm(join(dir, 'state.json'), { recursive: true });
+    await olderThanSettle('kubelet');
     await r.afterSweep(sweep('problem', Date.now() - 60_000));
     await waitFor(() => rec.calls.length === 1, { timeoutMs: 60_000, what: "the restart outcome" });
     t.same(rec.calls, [['restart_kubelet', 'success']]);

@@ -46,10 +46,10 @@ export type ReloadOutcome =
   | { applied: true; kept: string[]; rebuilt: string[]; remediation: 'kept' | 'rebuilt'; listener: 'kept' | 'moved' }
   | { applied: false; why: string };
 
-/** What a stop left behind: checks whose run or stop never returned (a call stuck in the kernel, e.g. on a hung mount). */
 /** Reads (and validates) the config a reload applies; may reject (unreadable or invalid: the reload is rejected). */
 export type ConfigLoader = () => { config: Config; source: string } | Promise<{ config: Config; source: string }>;
 
+/** What a stop left behind: checks whose run or stop never returned (a call stuck in the kernel, e.g. on a hung mount). */
 export interface StopReport {
   stuck: string[];
 }

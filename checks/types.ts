@@ -70,13 +70,13 @@ export interface BaseCheckOptions {
   enabled: boolean;
 }
 
-/** A Node condition a check's verdict is published as (remediations/kubernetes/conditions.ts). */
 /** A check's Node conditions as a list (none, one or several). */
 export function nodeConditionsOf(d: { readonly nodeCondition?: NodeConditionSpec | readonly NodeConditionSpec[] }): readonly NodeConditionSpec[] {
   const c = d.nodeCondition;
   return c === undefined ? [] : Array.isArray(c) ? c : [c as NodeConditionSpec];
 }
 
+/** A Node condition a check's verdict is published as (remediations/kubernetes/conditions.ts). */
 export interface NodeConditionSpec {
   /** The condition `type`, named as node-problem-detector names it (e.g. `KubeletUnhealthy`). Checks may share one. */
   readonly type: string;

@@ -347,12 +347,6 @@ export function readBoundedFileSync(path: string, opts: BoundedReadOptions): str
   }
 }
 
-/**
- * Reads an outside file (state, pause file, /proc, a log's tail) with every bound: refuses what is not
- * a regular file, refuses (or cuts) more than `maxBytes`, and gives up after `timeoutMs` (a file on a
- * dead NFS or FUSE mount never answers; the stuck thread-pool request is left to finish on its own and
- * its descriptor is closed then). Rejects with FileReadError.
- */
 let abandoned = 0;
 
 /**
@@ -364,6 +358,12 @@ export function abandonedReads(): number {
   return abandoned;
 }
 
+/**
+ * Reads an outside file (state, pause file, /proc, a log's tail) with every bound: refuses what is not
+ * a regular file, refuses (or cuts) more than `maxBytes`, and gives up after `timeoutMs` (a file on a
+ * dead NFS or FUSE mount never answers; the stuck thread-pool request is left to finish on its own and
+ * its descriptor is closed then). Rejects with FileReadError.
+ */
 export async function readBoundedFile(path: string, opts: BoundedReadOptions & { timeoutMs: number }): Promise<string> {
   let timedOut = false;
   let fh: FileHandle | undefined;

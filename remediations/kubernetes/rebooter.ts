@@ -212,11 +212,8 @@ export class DrainRebootController implements DrainRebooter {
     else if (ev.result === 'success') e = { reason: reexec ? 'NodemedicReexec' : 'NodemedicRestart', type: 'Normal', message: `${what}: ${ev.detail}` };
     else if (ev.result === 'skipped') e = { reason: 'NodemedicStepSkipped', type: 'Normal', message: `${ev.step} not taken: ${ev.detail}` };
     else e = { reason: reexec ? 'NodemedicReexecFailed' : 'NodemedicRestartFailed', type: 'Warning', message: `${ev.step} failed: ${ev.detail}` };
-    try {
-      await this.event(e);
-    } catch {
-      // event() logs and swallows API errors; nothing else can throw here.
-    }
+    // EventRecorder.record logs and swallows API errors.
+    await this.event(e);
   }
 
   /** Why the drain-reboot side is waiting without making progress, for the ladder's metric; null when not. */
@@ -586,8 +583,8 @@ export class DrainRebootController implements DrainRebooter {
     if (!this.api || this.planCache || this.inflight) return;
     // At idle a Node GET every 30 s would be most of the agent's API cost (issue 13): look often only when
     // an orphan is likely, and seldom otherwise.
-    const suspect = this.lastOrphanCheck === -Infinity || this.mono() < this.orphanSuspectUntil;
-    const every = suspect ? (this.d.tuning?.orphanCheckMs ?? 30_000) : (this.d.tuning?.orphanIdleCheckMs ?? 10 * 60_000);
+    // (The first look, at start, is due whatever the interval: lastOrphanCheck is -Infinity.)
+    const every = this.mono() < this.orphanSuspectUntil ? (this.d.tuning?.orphanCheckMs ?? 30_000) : (this.d.tuning?.orphanIdleCheckMs ?? 10 * 60_000);
     if (this.mono() - this.lastOrphanCheck < every) return;
     this.lastOrphanCheck = this.mono();
     let node;

@@ -124,14 +124,9 @@ export const cordonCommand: CommandSpec = {
     io.out(`cordoning node ${ctx.node}\n`);
     let c;
     try {
-      // An operator's cordon of a cordoned node changes nothing, even one of their own (cordon() would
-      // adopt a mark with the same owner: that is for the agent's lost plans, not for a second command).
-      const cur = await ctx.api.getNode(ctx.node);
-      if (cur.spec?.unschedulable) {
-        io.out(`node/${ctx.node} was already cordoned by ${cordonedBy(cur)}; nothing changed\n`);
-        return EXIT.ok;
-      }
-      c = await cordon(ctx.api, ctx.node, { by: ctx.operator, token: randomUUID(), reason, at: new Date().toISOString() });
+      // An operator's cordon of a cordoned node changes nothing, even one of their own: adopting a mark
+      // with the same owner is for the agent's lost plans, not for a second command.
+      c = await cordon(ctx.api, ctx.node, { by: ctx.operator, token: randomUUID(), reason, at: new Date().toISOString() }, { adoptOwnMark: false });
     } catch (e) {
       return failWith(io, ctx, `cannot cordon ${ctx.node}: ${(e as Error).message}`);
     }

@@ -32,7 +32,10 @@ export type CordonOutcome =
    * PATCH the server applied after we gave up on it). It carries our token now and is ours to undo.
    */
   | { state: 'adopted'; node: V1Node }
-  /** Someone else cordoned it (an administrator, or another nodemedic mark): we must never uncordon it. */
+  /**
+   * Someone else cordoned it (an administrator, or another nodemedic mark; with `adoptOwnMark: false`,
+   * any earlier cordon): we must never uncordon it.
+   */
   | { state: 'already-cordoned'; by: string; node: V1Node };
 
 export type UncordonOutcome = 'uncordoned' | 'not-ours' | 'not-cordoned' | 'node-gone';
@@ -55,13 +58,13 @@ const CONFLICT_RETRIES = 5;
  * `resourceVersion`, so a concurrent change (an administrator's cordon) makes it 409 and we look again
  * rather than claim a cordon that is not ours.
  */
-export async function cordon(api: KubeApi, name: string, mark: CordonMark): Promise<CordonOutcome> {
+export async function cordon(api: KubeApi, name: string, mark: CordonMark, opts: { adoptOwnMark?: boolean } = {}): Promise<CordonOutcome> {
   for (let attempt = 0; ; attempt++) {
     const node = await api.getNode(name);
     if (node.spec?.unschedulable) {
       const cur = markOf(node);
       if (cur.token === mark.token) return { state: 'already-ours', node };
-      if (cur.by !== mark.by) return { state: 'already-cordoned', by: cordonedBy(node), node };
+      if (cur.by !== mark.by || opts.adoptOwnMark === false) return { state: 'already-cordoned', by: cordonedBy(node), node };
     }
     const adopting = !!node.spec?.unschedulable;
     try {

@@ -21,17 +21,12 @@ import { CHECK_DEFINITIONS } from '../../checks/index.js';
 import type { Cluster } from '../fake-apiserver/harness.js';
 import { makeNode, makePod } from '../fake-apiserver/fixtures.js';
 import type { RequestRecord } from '../fake-apiserver/server.js';
-import { AgentProcess, CLI } from '../helpers/scenario.js';
-import { untapped } from '../helpers/cli.js';
+import { AgentProcess } from '../helpers/scenario.js';
+import { agentCommand } from '../helpers/cli.js';
 
 export const FAKE_HOST = fileURLToPath(new URL('./fake-host.sh', import.meta.url));
 
 type Tap = { teardown(fn: () => unknown): void; comment(...a: unknown[]): void };
-
-/** The command that starts an agent: `nodemedic run` as on a node, without tap's hooks (see `untapped`). */
-function agentCommand(configPath: string): string[] {
-  return untapped([process.execPath, CLI, 'run', '--config', configPath]);
-}
 
 /** CPU time (ms) a process has used so far, all its threads (Linux: /proc/PID/task/TID/schedstat); undefined elsewhere. */
 function cpuMs(pid: number | undefined): number | undefined {
@@ -157,7 +152,7 @@ export class Fleet {
 
   /** Starts `nodemedic run` for the node and waits until it serves. */
   async startAgent(n: FleetNode): Promise<AgentProcess> {
-    const [cmd, ...args] = agentCommand(n.configPath) as [string, ...string[]];
+    const [cmd, ...args] = agentCommand(n.configPath);
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: { ...process.env, NODEMEDIC_CONFIG: '' } });
     const a = new AgentProcess(child, `${n.name}#${n.agents.length + 1}`);
     n.agent = a;

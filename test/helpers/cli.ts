@@ -41,3 +41,8 @@ export function untapped(argv: readonly string[]): string[] {
     .join(' ');
   return ['env', '-u', 'NODE_OPTIONS', ...unset.flatMap((k) => ['-u', k]), ...(options ? [`NODE_OPTIONS=${options}`] : []), ...argv];
 }
+
+/** `nodemedic run --config F` as it runs on a node: the built CLI, without tap's hooks. */
+export function agentCommand(configPath: string): [string, ...string[]] {
+  return untapped([process.execPath, CLI, 'run', '--config', configPath]) as [string, ...string[]];
+}

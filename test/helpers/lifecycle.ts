@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { fileURLToPath } from 'node:url';
 import { freePort } from './agent.js';
+import { untapped } from './cli.js';
 import { CHECK_DEFINITIONS } from '../../checks/index.js';
 
 /** The built executable (package.json `bin`): it catches signals before it loads the program. */
@@ -166,10 +167,11 @@ export async function agentDir(t: Tap, config: Record<string, unknown> = {}): Pr
       writeFileSync(configPath, stringify(c));
     },
     spawn(opts = {}) {
-      // Through `env -u NODE_OPTIONS` (which execs node: same PID): tap's process-info hook wraps
-      // spawn() to preload itself into every child via NODE_OPTIONS, with signal-exit, which re-raises
-      // a signal that nothing else handles yet. The agent must run as it does on a node.
-      const child = spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, MAIN, 'run', '--config', configPath], {
+      // Without tap's hooks (`untapped`: env execs node, same PID): tap's process-info hook preloads
+      // itself into every child with signal-exit, which re-raises a signal that nothing else handles
+      // yet. The agent must run as it does on a node.
+      const [cmd, ...args] = untapped([process.execPath, MAIN, 'run', '--config', configPath]);
+      const child = spawn(cmd!, args, {
         env: { ...process.env, NODEMEDIC_CONFIG: '', ...opts.env },
         stdio: ['ignore', 'pipe', 'pipe'],
       });

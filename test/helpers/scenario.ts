@@ -10,7 +10,6 @@ import { connect } from 'node:net';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { dockerClient, prepareDockerd, sweepDockerd, type DockerClient, type DockerdPaths } from '../harness/dockerd.js';
 import { FakeKubelet, type FakeKubeletConfig } from '../harness/fake-kubelet.js';
@@ -18,8 +17,8 @@ import { requireSystemdNs, startSystemdNs, waitFor, type SystemdNs, type UnitEve
 import { requireComponent } from './require.js';
 import { allChecksOff } from './lifecycle.js';
 
-export const CLI = fileURLToPath(new URL('../../dist/agent/cli.js', import.meta.url));
-import { untapped } from './cli.js';
+export { CLI };
+import { agentCommand, CLI } from './cli.js';
 
 type Tap = {
   teardown(fn: () => unknown): void;
@@ -257,8 +256,8 @@ export class Scenario {
 
   /** Starts `nodemedic run --config` and waits until it serves. */
   async startAgent(label = `agent-${this.agents.length + 1}`): Promise<AgentProcess> {
-    const [cmd, ...args] = untapped([process.execPath, CLI, 'run', '--config', this.configPath]);
-    const child = spawn(cmd!, args, {
+    const [cmd, ...args] = agentCommand(this.configPath);
+    const child = spawn(cmd, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
       env: { ...process.env, NODEMEDIC_CONFIG: '' },

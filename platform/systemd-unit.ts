@@ -40,6 +40,12 @@ export interface UnitState {
   /** When the current (or last) main process started, ms since the epoch. */
   execMainStartAtMs?: number;
   execMainStartMonotonicUs?: number;
+  /**
+   * The id of the job systemd has queued or is running for the unit (undefined when none). A unit
+   * between the stop and the start of a restart job is `failed` or `inactive` for a moment, with
+   * the start still queued: only the job tells it apart from a unit that stopped.
+   */
+  job?: number;
   /** Every property as printed, for evidence and for callers that need more. */
   properties: Record<string, string>;
 }
@@ -75,15 +81,16 @@ export const UNIT_PROPERTIES = [
   'InactiveExitTimestampMonotonic',
   'ExecMainStartTimestamp',
   'ExecMainStartTimestampMonotonic',
+  'Job',
 ] as const;
+
+/** How long timeout(1) waits after SIGTERM before SIGKILL. */
+const KILL_AFTER_MS = 500;
 
 /**
  * Unit names as systemd.unit(5) allows them (letters, digits, `:-_.\` and `@` for instances). A
  * leading `-` is refused so that a name can never be read as an option.
  */
-/** How long timeout(1) waits after SIGTERM before SIGKILL. */
-const KILL_AFTER_MS = 500;
-
 const UNIT_NAME = /^[A-Za-z0-9:_.@\\][A-Za-z0-9:_.@\\-]{0,255}$/;
 
 /** `Key=Value` lines of `systemctl show` into a record (values may contain `=`). Pure. */
@@ -151,6 +158,8 @@ export function unitStateFromShow(query: string, stdout: string): UnitQueryResul
   set('inactiveExitMonotonicUs', positiveInt(p.InactiveExitTimestampMonotonic));
   set('execMainStartAtMs', parseSystemdTimestamp(p.ExecMainStartTimestamp));
   set('execMainStartMonotonicUs', positiveInt(p.ExecMainStartTimestampMonotonic));
+  // `Job=` is empty (or, on older systemd, left out) when the unit has no job.
+  set('job', positiveInt(p.Job));
   return { ok: true, unit };
 }
 

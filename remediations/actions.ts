@@ -15,7 +15,19 @@ export function unitFactsFrom(q: UnitQueryResult): UnitFacts | { error: string }
   if (!q.ok) return { error: q.message };
   const u = q.unit;
   const starts = [u.inactiveExitAtMs, u.activeEnterAtMs].filter((x): x is number => x !== undefined);
-  return { loadState: u.loadState, activeState: u.activeState, lastStartMs: starts.length ? Math.max(...starts) : null };
+  const facts: UnitFacts = { loadState: u.loadState, activeState: u.activeState, lastStartMs: starts.length ? Math.max(...starts) : null };
+  if (u.job !== undefined) facts.jobPending = true;
+  return facts;
+}
+
+const TRANSITIONAL = new Set(['activating', 'deactivating', 'reloading']);
+
+/**
+ * The unit is on its way somewhere: a state between two others, or a job systemd has not finished
+ * (the start half of a restart is queued while the unit shows `failed`). Its start time may still move.
+ */
+export function unitBetweenStates(f: UnitFacts): boolean {
+  return TRANSITIONAL.has(f.activeState) || f.jobPending === true;
 }
 
 /**

@@ -7,7 +7,7 @@ import { ConfigError } from '../platform/errors.js';
 import type { Host } from '../platform/host.js';
 import { CHECK_DEFINITIONS } from '../checks/index.js';
 import type { CheckResult } from '../checks/types.js';
-import { readUnitFacts, restartUnit } from './actions.js';
+import { readUnitFacts, restartUnit, unitBetweenStates } from './actions.js';
 import { evidenceCollectorFor, type EvidenceCollector } from './evidence.js';
 import { NEVER_TRIGGERS, remediationProblems } from './config.js';
 import { applyOutcome, decide, emptyState, judgeInterrupted, pauseActive, type Decision, type LadderPolicy } from './decide.js';
@@ -48,7 +48,6 @@ const STATUS_ACTIONS = 20;
 const STOP_GRACE_MS = 5000;
 /** At start, how long an interrupted restart may still be under way before it is judged anyway. */
 const INTERRUPTED_SETTLE_MAX_MS = 30_000;
-const TRANSITIONAL = new Set(['activating', 'deactivating', 'reloading']);
 /** How far before an episode's start its evidence bundle's journals begin (a trigger's window plus grace). */
 const EVIDENCE_LOOKBACK_MS = 15 * 60_000;
 
@@ -208,7 +207,7 @@ class LadderRemediator implements Remediator {
     const deadline = this.clock.now() + Math.min(this.commandTimeoutMs, INTERRUPTED_SETTLE_MAX_MS);
     for (;;) {
       const f = await readUnitFacts(this.deps.host, unit);
-      if ('error' in f || !TRANSITIONAL.has(f.activeState) || this.clock.now() >= deadline) return f;
+      if ('error' in f || !unitBetweenStates(f) || this.clock.now() >= deadline) return f;
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
   }

@@ -72,6 +72,11 @@ export interface UnitFacts {
    * The "recently started" guard and the judgment of an interrupted restart compare against it.
    */
   lastStartMs: number | null;
+  /**
+   * systemd has a job queued or running for the unit. A restart's start may still be queued while
+   * the unit shows `failed` or `inactive` (its stop just ended), so a unit with a job is not judged yet.
+   */
+  jobPending?: boolean;
 }
 
 /** Operator pause written by `nodemedic pause` into `stateDir/pause.json`. */

@@ -2,7 +2,7 @@
 // `systemctl show`, against a real systemd as PID 1 of a throwaway namespace.
 import t, { type Test } from 'tap';
 import { RealHost } from '../platform/host.js';
-import { readUnitFacts, restartUnit } from '../remediations/actions.js';
+import { readUnitFacts, restartUnit, unitBetweenStates } from '../remediations/actions.js';
 import { requireComponent } from './helpers/require.js';
 import { requireSystemdNs, startSystemdNs } from './harness/systemd-ns.js';
 
@@ -15,6 +15,9 @@ const UNITS = {
   'broken.service': '[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/false\n',
   'slow.service': '[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/sleep 30\nTimeoutStartSec=60\n',
   'crashes.service': '[Service]\nType=notify\nExecStart=/bin/sh -c "exit 3"\n',
+  // A start that stays queued behind gate.service's start (After=): inactive, with a job.
+  'gate.service': '[Service]\nType=oneshot\nExecStart=/bin/sleep 600\nTimeoutStartSec=900\n',
+  'queued.service': '[Unit]\nAfter=gate.service\n[Service]\nExecStart=/bin/sleep infinity\n',
 };
 
 t.test('restartUnit and readUnitFacts in a real systemd', async (t) => {
@@ -75,6 +78,18 @@ t.test('restartUnit and readUnitFacts in a real systemd', async (t) => {
     t.ok(Date.now() - started < 7000, `restartUnit bounded (${Date.now() - started} ms)`);
     process.kill(ns.pid, 'SIGCONT');
     t.match(await readUnitFacts(host, 'svc'), { activeState: 'active' }, 'systemd answers again after SIGCONT');
+  });
+
+  await t.test('a unit with a queued job is between states even while it shows inactive', async (t) => {
+    t.match(await ns.systemctl('start', '--no-block', 'gate'), { exitCode: 0 });
+    t.match(await ns.systemctl('start', '--no-block', 'queued'), { exitCode: 0 });
+    const waiting = await readUnitFacts(host, 'queued');
+    t.match(waiting, { activeState: 'inactive', jobPending: true }, 'the start is queued behind gate.service');
+    t.ok(!('error' in waiting) && unitBetweenStates(waiting), 'not judged yet');
+    t.match(await ns.systemctl('stop', 'gate', 'queued'), { exitCode: 0 });
+    const settled = await readUnitFacts(host, 'queued');
+    t.ok(!('error' in settled) && !('jobPending' in settled), 'no job once systemd is done with it');
+    t.ok(!('error' in settled) && !unitBetweenStates(settled));
   });
 
   await t.test('systemd cannot be reached: an error, never a guess', async (t) => {

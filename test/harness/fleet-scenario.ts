@@ -71,17 +71,27 @@ export async function runFleet(t: Tap.Test, slots: number, opts: { outageAfterFi
   await fleet.startAll();
   t.comment(`${NODES} agents started in ${Date.now() - t0}ms`);
 
-  await waitFor(
+  /** What ends the wait early: a node that gave up cannot heal any more, so there is no point waiting. */
+  const gaveUp = (): string | undefined => {
+    const failed = c.fake.events.find((e) => e.reason === 'NodemedicRecoveryFailed');
+    if (failed) return `recovery-failed: ${String(failed.message)}`;
+    const exhausted = fleet.lines(/episode exhausted/)[0];
+    return exhausted ? `${exhausted.node}: episode exhausted` : undefined;
+  };
+  const ended = await waitFor(
     async () => {
+      const why = gaveUp();
+      if (why) return { gaveUp: why };
       const healed = fleet.nodes.every((n) => n.boots >= 1 && !c.fake.node(n.name).spec.unschedulable);
       const free = [...c.fake.leases.values()].every((l) => !l.spec?.holderIdentity);
-      return healed && free && fleet.healthz.faulty.size === 0 ? true : undefined;
+      return healed && free && fleet.healthz.faulty.size === 0 ? { gaveUp: undefined } : undefined;
     },
     { timeoutMs: 20 * 60_000, intervalMs: 250, what: 'every node rebooted, uncordoned, every slot free' },
   ).catch((e: unknown) => {
     for (const n of fleet.nodes) t.comment(`${n.name}: boots ${n.boots}, cordoned ${!!c.fake.node(n.name).spec.unschedulable}`);
     throw e;
   });
+  if (ended.gaveUp) throw new Error(`the fleet cannot heal any more: ${ended.gaveUp}`);
   t.comment(`fleet healed in ${Date.now() - t0}ms`);
   await outageDone;
 

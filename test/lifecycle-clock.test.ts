@@ -64,16 +64,24 @@ t.test('clock stepped back 1 h then forward 2 h: PLEG window, /healthz and the w
   await agent.start();
 
   const pleg = (): CheckResult | undefined => agent.results().find((r) => r.check === 'pleg');
-  /** Resolves at the end of the next full sweep that starts after now. */
+  /**
+   * Resolves at the end of the next full sweep that starts after now. Sweeps that stop coming (the
+   * schedule is 1 s) are a failure of their own, not a wait until tap's timeout.
+   */
   const nextSweep = (): Promise<CheckResult[]> =>
-    new Promise((resolve) => {
+    new Promise((resolve, reject) => {
       let first = true;
+      const timer = setTimeout(() => {
+        agent.off('sweep', on);
+        reject(new Error('no sweep ended within 20 s at a 1 s schedule'));
+      }, 20_000);
       const on = (rs: CheckResult[]): void => {
         // The sweep running now may have read the file before the last append; skip it.
         if (first) {
           first = false;
           return;
         }
+        clearTimeout(timer);
         agent.off('sweep', on);
         resolve(rs);
       };

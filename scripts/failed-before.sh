@@ -31,8 +31,10 @@ cases=(
 )
 
 selected() {
+  local name=$1
+  shift
   [ $# -eq 0 ] && return 0
-  for want in "${@:2}"; do [[ "$1" == "$want"* ]] && return 0; done
+  for want in "$@"; do [[ "$name" == "$want"* ]] && return 0; done
   return 1
 }
 
@@ -69,6 +71,7 @@ for c in "${cases[@]}"; do
   rows+=("| $item | \`test/failed-before/$name.patch\` | \`$tests\` | $verdict | ${secs}s |")
   git -C "$root" worktree remove --force "$wt"
 done
+[ ${#rows[@]} -gt 0 ] || { echo "failed-before: no case matches $*" >&2; exit 2; }
 
 {
   echo "# The fleet faults of issue 11, each caught by its test"

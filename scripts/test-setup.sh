@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what nodemedic's integration tests run for real: systemd (PID 1 of a test namespace),
-# dockerd and containerd, Prometheus and promtool, busybox for container images, iproute2 and
+# dockerd and containerd, Prometheus and promtool, busybox for container images, debootstrap for
+# the DaemonSet image (deploy/build-image.sh), iproute2 and
 # util-linux for namespaces. Idempotent; needs root and Debian/Ubuntu's apt.
 set -euo pipefail
 if [ "$(id -u)" != 0 ]; then echo "test-setup: run as root (apt-get install)" >&2; exit 1; fi
-pkgs=(systemd util-linux iproute2 procps curl docker.io containerd prometheus busybox-static)
+pkgs=(systemd util-linux iproute2 procps curl docker.io containerd prometheus busybox-static debootstrap)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -32,7 +32,7 @@ interface Ctx {
   operator: string;
 }
 
-function operatorName(env: NodeJS.ProcessEnv): string {
+export function operatorName(env: NodeJS.ProcessEnv): string {
   let user = env.SUDO_USER || env.USER || '';
   if (!user) {
     try {
@@ -44,7 +44,7 @@ function operatorName(env: NodeJS.ProcessEnv): string {
   return `operator/${user}`;
 }
 
-async function context(args: ParsedArgs, io: CommandIO): Promise<Ctx> {
+export async function context(args: ParsedArgs, io: CommandIO): Promise<Ctx> {
   const { config, source } = loadConfig(args.values.config as string | undefined, io.env);
   const node = (args.values.node as string | undefined) ?? config.nodeName;
   let access;

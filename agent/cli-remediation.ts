@@ -4,6 +4,11 @@ import { defaultStateDir, loadConfig } from './config.js';
 import { formatDuration, parseDuration } from '../platform/duration.js';
 import { EXIT, UsageError } from '../platform/errors.js';
 import { clearPause, pausePath, readPause, writePause } from '../remediations/pause.js';
+import { approvalPath, writeApproval } from '../remediations/approval.js';
+import { answerProposal, proposalOnNode } from '../remediations/kubernetes/approval.js';
+import { readStateFile } from '../remediations/state.js';
+import type { ApprovalAnswer } from '../remediations/types.js';
+import { context, operatorName } from './cli-kubernetes.js';
 
 /** Failure to write the pause file (EX_CANTCREAT). */
 const EXIT_CANTCREAT = 73;
@@ -118,4 +123,68 @@ export const resumeCommand: CommandSpec = {
   },
 };
 
-export const REMEDIATION_COMMANDS: readonly CommandSpec[] = [pauseCommand, resumeCommand];
+/**
+ * `nodemedic approve` / `reject` (`remediation.mode: approve`): answers the proposal waiting on this
+ * node, by writing `approval.json` into stateDir for the agent to read, or with `--node` by annotating
+ * that Node (any machine with the kubeconfig). `--id` makes sure the answer is for the proposal the
+ * operator looked at: a proposal lapses and is replaced by one with a new id.
+ */
+function answerCommand(decision: ApprovalAnswer['decision']): CommandSpec {
+  const name = decision === 'approve' ? 'approve' : 'reject';
+  return {
+    name,
+    summary: decision === 'approve' ? 'remediation.mode approve: let the proposed action run (its guards and budgets still apply)' : 'remediation.mode approve: drop the proposed action (no new proposal until the fault clears)',
+    usage: `nodemedic ${name} [--id PROPOSAL] [--node NAME] [--config F]`,
+    options: { ...configOption, id: { type: 'string' }, node: { type: 'string' } },
+    async run(args, io) {
+      const want = typeof args.values.id === 'string' ? args.values.id : undefined;
+      const by = operatorName(io.env);
+      const mismatch = (current: string): string => `proposal ${JSON.stringify(want)} is not the one waiting (${current}); it lapsed or was answered: look again with \`nodemedic status\``;
+      if (typeof args.values.node === 'string') {
+        const ctx = await context(args, io);
+        let shown;
+        try {
+          shown = proposalOnNode(await ctx.api.getNode(ctx.node));
+          if (!shown) return refuseAnswer(io, name, `no proposal is waiting on node ${ctx.node}`);
+          if ('error' in shown) return refuseAnswer(io, name, `node ${ctx.node}: ${shown.error}`);
+          if (want && want !== shown.id) return refuseAnswer(io, name, mismatch(shown.id));
+          await answerProposal(ctx.api, ctx.node, { id: shown.id, decision, by });
+        } catch (e) {
+          return refuseAnswer(io, name, `node ${ctx.node}: ${(e as Error).message}`);
+        }
+        io.out(`${decision === 'approve' ? 'approved' : 'rejected'} ${shown.id} (${shown.step}: ${shown.reason}) on node ${ctx.node}; its agent acts at its next sweep\n`);
+        return EXIT.ok;
+      }
+      const { config } = loadConfig(args.values.config as string | undefined, io.env);
+      const unreachable = unreachableStateDir(config.stateDir, false);
+      if (unreachable) return refuse(io, name, unreachable);
+      let proposal;
+      try {
+        proposal = (await readStateFile(config.stateDir)).proposal ?? null;
+      } catch (e) {
+        return refuseAnswer(io, name, `cannot read the agent's state in ${config.stateDir}: ${(e as Error).message}`);
+      }
+      if (!proposal) return refuseAnswer(io, name, `no proposal is waiting on this node (remediation.mode is ${config.remediation.mode}${config.remediation.mode === 'approve' ? '' : '; proposals exist only in mode approve'})`);
+      if (want && want !== proposal.id) return refuseAnswer(io, name, mismatch(proposal.id));
+      try {
+        await writeApproval(config.stateDir, { id: proposal.id, decision, by }, Date.now());
+      } catch (e) {
+        io.err(`nodemedic ${name}: cannot write ${approvalPath(config.stateDir)}: ${(e as Error).message}\n`);
+        return EXIT_CANTCREAT;
+      }
+      io.out(`${decision === 'approve' ? 'approved' : 'rejected'} ${proposal.id} (${proposal.step}: ${proposal.reason}); the agent acts at its next sweep (see \`nodemedic status\`)\n`);
+      return EXIT.ok;
+    },
+  };
+}
+
+/** Nothing to answer, or not the proposal meant: nothing was written. */
+function refuseAnswer(io: CommandIO, cmd: string, why: string): number {
+  io.err(`nodemedic ${cmd}: ${why}\n`);
+  return EXIT.problem;
+}
+
+export const approveCommand = answerCommand('approve');
+export const rejectCommand = answerCommand('reject');
+
+export const REMEDIATION_COMMANDS: readonly CommandSpec[] = [pauseCommand, resumeCommand, approveCommand, rejectCommand];

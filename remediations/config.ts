@@ -6,7 +6,12 @@ import { neverTriggers } from '../checks/index.js';
 import { parseDuration } from '../platform/duration.js';
 import { parseQuantity } from '../platform/quantity.js';
 
-export type RemediationMode = 'off' | 'dry-run' | 'enforce';
+/**
+ * `off`: nothing. `dry-run`: the ladder decides and reports what it would do. `enforce`: it acts.
+ * `approve`: as `enforce`, but the steps in `approval.steps` are proposed and wait for a person
+ * (`nodemedic approve`, or the Node annotation) before they run; the rest run as in `enforce`.
+ */
+export type RemediationMode = 'off' | 'dry-run' | 'approve' | 'enforce';
 
 /**
  * The part of the agent's configuration that remediation reads. agent/config.ts's `Config` has all of
@@ -112,6 +117,13 @@ export interface RemediationOptions {
     /** After a reboot, how long to wait for the checks to be ok and the Node Ready before giving up. */
     timeout: string;
   };
+  /** `mode: approve` (remediations/README.md, "Approval"). */
+  approval: {
+    /** The steps that wait for a person; the others run as in `enforce`. Default: reexec-systemd and drain-reboot. */
+    steps: StepName[];
+    /** A proposal nobody answered lapses after this long; it is proposed anew (new id) if the fault persists. */
+    expiry: string;
+  };
 }
 
 const duration = { type: 'string', format: 'duration' } as const;
@@ -161,6 +173,8 @@ export const remediationDefaults: RemediationOptions = {
   },
   evidence: { enabled: true, maxTotalSize: '50Mi', timeout: '10s', journalLines: 20_000 },
   recovery: { timeout: '15m' },
+  // Restarts are what the runbook does first and undo themselves; a reboot and re-executing PID 1 are not.
+  approval: { steps: ['reexec-systemd', 'drain-reboot'], expiry: '1h' },
 };
 
 const stepName = { enum: ['restart-kubelet', 'restart-runtime', 'reexec-systemd', 'drain-reboot'] } as const;
@@ -169,7 +183,7 @@ export const remediationSchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    mode: { enum: ['off', 'dry-run', 'enforce'] },
+    mode: { enum: ['off', 'dry-run', 'approve', 'enforce'] },
     grace: duration,
     settle: duration,
     triggers: { type: 'array', items: { type: 'string', minLength: 1 }, uniqueItems: true },
@@ -220,6 +234,11 @@ export const remediationSchema = {
       type: 'object',
       additionalProperties: false,
       properties: { timeout: duration },
+    },
+    approval: {
+      type: 'object',
+      additionalProperties: false,
+      properties: { steps: { type: 'array', items: stepName, uniqueItems: true }, expiry: duration },
     },
   },
 } as const;

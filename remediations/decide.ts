@@ -4,9 +4,11 @@ import type {
   ActionName,
   ActionOutcome,
   ActionRecord,
+  ApprovalAnswer,
   Episode,
   LadderState,
   PauseState,
+  Proposal,
   Runtime,
   UnitFacts,
 } from './types.js';
@@ -37,7 +39,14 @@ export interface LadderPolicy {
    * `decide` stays pure. Default 0.5 (no spread).
    */
   retryJitter?: number;
+  /** `mode: approve`: the steps that wait for a person (`remediation.approval.steps`). Default reexec-systemd and drain-reboot. */
+  approvalSteps?: readonly StepName[];
+  /** `mode: approve`: how long a proposal waits before it lapses. Default 1 h. */
+  approvalExpiryMs?: number;
 }
+
+const DEFAULT_APPROVAL_STEPS: readonly StepName[] = ['reexec-systemd', 'drain-reboot'];
+const DEFAULT_APPROVAL_EXPIRY_MS = 3_600_000;
 
 const DEFAULT_RETRY_INITIAL_MS = 60_000;
 const DEFAULT_RETRY_MAX_MS = 15 * 60_000;
@@ -59,6 +68,8 @@ export interface Observed {
    * not been asked: `decide` answers `need` for it, and the caller asks and decides again.
    */
   units?: Readonly<Record<string, UnitFacts | { error: string }>>;
+  /** A person's answer (`nodemedic approve`/`reject`, the Node annotation); counts only for the current proposal's id. */
+  approval?: ApprovalAnswer | null;
 }
 
 /** What to do next. */
@@ -70,7 +81,12 @@ export type Next =
   /** Nothing to do. */
   | { kind: 'none'; why: string }
   /** Read these units' facts and decide again; `state` must be discarded. */
-  | { kind: 'need'; units: string[] };
+  | { kind: 'need'; units: string[] }
+  /**
+   * `mode: approve`: `proposal` (already in `state`) is new: collect the evidence, show it on every
+   * surface, and wait for an answer or its expiry.
+   */
+  | { kind: 'propose'; proposal: Proposal };
 
 /** One log line per decision. */
 export interface DecisionLog {
@@ -277,6 +293,8 @@ function endEpisode(s: LadderState, ep: Episode, state: Episode['state'], now: n
   ep.endReason = why;
   ep.judgeAt = null;
   if (state === 'exhausted') s.latch = { episodeId: ep.id, triggers: [...ep.triggers], since: now, mode: ep.mode };
+  // A proposal lives only as long as its episode.
+  if (s.proposal?.episodeId === ep.id) s.proposal = null;
 }
 
 type StepResolution =
@@ -342,6 +360,74 @@ function resolveStep(s: LadderState, ep: Episode, step: StepName, m: Map<string,
 }
 
 /**
+ * `mode: approve`, a step that waits for a person. Returns what to do instead of acting, or null when
+ * the step is approved and is to be carried out now (its reason then names who approved it). The
+ * answer must name the current proposal's id and come before it lapses; a lapsed proposal is replaced
+ * by a new one (new id), a rejected one ends the episode as exhausted (no new proposal until the
+ * triggers are ok again). Approval changes nothing else: the step was resolved (budgets) as in
+ * enforce, and a drain-reboot still runs every guard.
+ */
+function approvalGate(
+  s: LadderState,
+  ep: Episode,
+  record: ActionRecord,
+  answer: ApprovalAnswer | null,
+  now: number,
+  p: LadderPolicy,
+  events: string[],
+  recorded: ActionRecord[],
+  ended: Episode[],
+): { next: Next; level: DecisionLog['level']; msg: string } | null {
+  const step = record.step;
+  // Approved once in this episode: a retry after a refusal (slot busy, storm guard) needs no new answer.
+  if (ep.approved?.step === step) {
+    record.reason = `${record.reason}; approved by ${ep.approved.by} (proposal ${ep.approved.proposalId})`;
+    return null;
+  }
+  const cur = s.proposal && s.proposal.episodeId === ep.id && s.proposal.step === step ? s.proposal : null;
+  const live = cur && now < cur.expiresAt ? cur : null;
+  const said = live && answer?.id === live.id ? answer : null;
+  if (live && said?.decision === 'approve') {
+    s.proposal = null;
+    ep.approved = { step, by: said.by, proposalId: live.id };
+    record.reason = `${record.reason}; approved by ${said.by} (proposal ${live.id})`;
+    events.push(`proposal ${live.id} approved by ${said.by}`);
+    return null;
+  }
+  if (live && said?.decision === 'reject') {
+    record.outcome = { result: 'skipped', detail: `${step} rejected by ${said.by} (proposal ${live.id})`, at: now };
+    pushAction(s, record);
+    recorded.push(record);
+    s.proposal = null;
+    const why = `${step} rejected by ${said.by}; no action until ${ep.triggers.join(', ')} are ok again`;
+    endEpisode(s, ep, 'exhausted', now, why, ended);
+    events.push(`proposal ${live.id} rejected by ${said.by}`, `episode ${ep.id} exhausted: ${why}`);
+    return { next: { kind: 'none', why }, level: 'warn', msg: `${step} rejected` };
+  }
+  ep.phase = 'awaiting-approval';
+  if (live) {
+    ep.judgeAt = live.expiresAt;
+    return { next: { kind: 'wait', until: live.expiresAt, why: `waiting for approval of ${step} (proposal ${live.id}) until ${iso(live.expiresAt)}` }, level: 'debug', msg: 'awaiting approval' };
+  }
+  if (cur) events.push(`proposal ${cur.id} lapsed unanswered at ${iso(cur.expiresAt)}`);
+  const n = cur ? Number(cur.id.split('/').at(-1)) + 1 || 1 : 1;
+  const proposal: Proposal = {
+    id: `${ep.id}/${step}/${n}`,
+    episodeId: ep.id,
+    step,
+    action: record.action,
+    ...(record.unit ? { unit: record.unit } : {}),
+    reason: record.reason,
+    proposedAt: now,
+    expiresAt: now + (p.approvalExpiryMs ?? DEFAULT_APPROVAL_EXPIRY_MS),
+  };
+  s.proposal = proposal;
+  ep.judgeAt = proposal.expiresAt;
+  events.push(`${step} proposed as ${proposal.id}; waiting for approval until ${iso(proposal.expiresAt)}`);
+  return { next: { kind: 'propose', proposal }, level: 'warn', msg: `${step} proposed; waiting for approval` };
+}
+
+/**
  * The ladder's decision: given the persisted state, what was observed, the time and the policy,
  * what to do next and the new state. Pure: no I/O, no clock, no randomness.
  */
@@ -366,6 +452,7 @@ export function decide(state: LadderState, observed: Observed, now: number, p: L
   prune(s, now, events);
 
   let ep = s.episode?.state === 'active' ? s.episode : null;
+  if (s.proposal && s.proposal.episodeId !== ep?.id) s.proposal = null;
   // The episode this decision concerns, even after it ended here; its id goes into the log line.
   const logEpisode = (): Episode | null => ep ?? (s.episode && (s.episode.state === 'active' || s.episode.endedAt === now) ? s.episode : null);
   const out = (next: Next, level: DecisionLog['level'], msg: string): Decision => {
@@ -530,11 +617,14 @@ export function decide(state: LadderState, observed: Observed, now: number, p: L
       step,
       action: res.action,
       ...(res.unit ? { unit: res.unit } : {}),
-      mode: ep.mode,
+      // An approved step is carried out like any in enforce mode (budgets, guards, the outcome's meaning).
+      mode: ep.mode === 'dry-run' ? 'dry-run' : 'enforce',
       intentAt: now,
       reason: res.reason,
     };
     if (res.kind === 'skip' || res.kind === 'skip-settle') {
+      // A step proposed earlier and now skipped (its budget ran out meanwhile) is no longer proposed.
+      if (s.proposal?.episodeId === ep.id && s.proposal.step === step) s.proposal = null;
       record.outcome = { result: 'skipped', detail: res.reason, at: now };
       pushAction(s, record);
       recorded.push(record);
@@ -551,13 +641,17 @@ export function decide(state: LadderState, observed: Observed, now: number, p: L
       delete ep.retries;
       continue;
     }
+    if (ep.mode === 'approve' && (p.approvalSteps ?? DEFAULT_APPROVAL_STEPS).includes(step)) {
+      const gate = approvalGate(s, ep, record, observed.approval ?? null, now, p, events, recorded, ended);
+      if (gate) return out(gate.next, gate.level, gate.msg);
+    }
     pushAction(s, record);
     ep.phase = 'acting';
     ep.stepStartedAt = now;
     ep.judgeAt = null;
     // A restart is spent when ordered; a reboot only when it is issued (applyOutcome): a refused or
     // failed drain-reboot spends nothing.
-    if (ep.mode === 'enforce') {
+    if (record.mode === 'enforce') {
       if (record.action === 'reexec_systemd') (s.budgets.reexecs ??= []).push(now);
       else if (record.action !== 'reboot' && record.unit) (s.budgets.restarts[record.unit] ??= []).push(now);
     }

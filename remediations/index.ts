@@ -12,11 +12,12 @@ import { evidenceCollectorFor, type EvidenceCollector } from './evidence.js';
 import { NEVER_TRIGGERS, remediationProblems } from './config.js';
 import { applyOutcome, decide, emptyState, judgeInterrupted, pauseActive, type Decision, type LadderPolicy } from './decide.js';
 import { LadderMetrics } from './metrics.js';
+import { clearApproval, readApproval } from './approval.js';
 import { readPause } from './pause.js';
 import { reexecSystemd } from './reexec.js';
 import { createRebootRequester } from './reboot-request.js';
 import { StateStore } from './state.js';
-import type { ActionOutcome, ActionRecord, ActionRecorder, DrainRebooter, LadderState, PauseState, Remediator, UnitFacts } from './types.js';
+import type { ActionOutcome, ActionRecord, ActionRecorder, ApprovalAnswer, DrainRebooter, LadderState, PauseState, Proposal, Remediator, UnitFacts } from './types.js';
 
 /** What the agent hands the remediation component. */
 export interface RemediatorDeps {
@@ -73,6 +74,8 @@ export function ladderPolicy(config: Config, pause: PauseState | null): LadderPo
     pause,
     retryInitialMs: parseDuration(r.retryBackoff.initial),
     retryMaxMs: parseDuration(r.retryBackoff.max),
+    approvalSteps: r.approval.steps,
+    approvalExpiryMs: parseDuration(r.approval.expiry),
   };
 }
 
@@ -111,6 +114,8 @@ class LadderRemediator implements Remediator {
   private startAttempted = false;
   /** Set when stop() gave up waiting for an action: this instance then never writes state again. */
   private abandoned = false;
+  /** The evidence bundle of the waiting proposal, for `/status`. */
+  private proposalEvidence: string | null = null;
   private readonly metrics: LadderMetrics | undefined;
   private readonly evidence: EvidenceCollector;
 
@@ -242,10 +247,12 @@ class LadderRemediator implements Remediator {
     const policy = this.policy();
     const units: Record<string, UnitFacts | { error: string }> = {};
     const results = [...this.latest.values()];
+    const proposed = this.state.proposal ?? null;
+    const approval = await this.answerTo(proposed);
     let d: Decision;
     for (let round = 0; ; round++) {
       const now = this.clock.now();
-      d = decide(this.state, { results, units }, now, policy);
+      d = decide(this.state, { results, units, approval }, now, policy);
       if (d.next.kind !== 'need') break;
       if (round > 5) throw new Error(`decide kept asking for unit facts: ${d.next.units.join(', ')}`);
       for (const u of d.next.units) units[u] = await readUnitFacts(this.deps.host, u);
@@ -272,16 +279,58 @@ class LadderRemediator implements Remediator {
     for (const ep of d.ended) this.metrics?.episodeEnded(d.state, ep);
     this.log(d);
     const next = d.next;
-    this.nextDecisionAt = next.kind === 'wait' ? next.until : null;
-    this.waitingFor = next.kind === 'wait' || next.kind === 'none' ? next.why : null;
+    this.nextDecisionAt = next.kind === 'wait' ? next.until : next.kind === 'propose' ? next.proposal.expiresAt : null;
+    this.waitingFor = next.kind === 'wait' || next.kind === 'none' ? next.why : next.kind === 'propose' ? `approval of ${next.proposal.step} (proposal ${next.proposal.id})` : null;
+    if (proposed && d.state.proposal?.id !== proposed.id) await this.proposalEnded(proposed, d);
     if (next.kind === 'act') {
       const action = next.action;
       this.inflight = this.carryOut(action).finally(() => {
         this.inflight = null;
       });
+    } else if (next.kind === 'propose') {
+      this.inflight = this.propose(next.proposal).finally(() => {
+        this.inflight = null;
+      });
     } else if (next.kind === 'wait' && next.until !== null) {
       this.schedule(next.until);
     }
+  }
+
+  /**
+   * `mode: approve`: the answer to the waiting proposal, from `nodemedic approve` on this node
+   * (approval.json) or from the Node's annotation. Only an answer naming this proposal counts.
+   */
+  private async answerTo(p: Proposal | null): Promise<ApprovalAnswer | null> {
+    if (!p) return null;
+    const local = await readApproval(this.deps.config.stateDir);
+    if (local && 'error' in local) this.logger.warn({ proposal: p.id }, local.error);
+    else if (local?.id === p.id) return local;
+    return (await this.rebooter.approvalFromCluster?.(p.id)) ?? null;
+  }
+
+  /** A new proposal: its evidence first (what a person decides on), then shown on the Node; judged again when it lapses. */
+  private async propose(p: Proposal): Promise<void> {
+    const since = (this.state.episode?.startedAt ?? p.proposedAt) - EVIDENCE_LOOKBACK_MS;
+    const evidence = this.deps.config.remediation.evidence.enabled
+      ? await this.evidence.collect({ label: `proposal-${p.step}`, sinceMs: since, episodeId: p.episodeId, reason: p.reason })
+      : { path: undefined, error: 'off (remediation.evidence.enabled: false)' };
+    this.proposalEvidence = evidence.path ?? null;
+    await this.rebooter.proposal?.(p, evidence.path);
+    this.logger.warn(
+      { episodeId: p.episodeId, step: p.step, proposal: p.id, expiresAt: iso(p.expiresAt), evidence: evidence.path ?? evidence.error },
+      `${p.step} waits for approval: \`nodemedic approve\` runs it, \`nodemedic reject\` drops it`,
+    );
+    this.schedule(p.expiresAt);
+  }
+
+  /** The proposal was answered, lapsed or dropped with its episode: off the Node; a rejection told as an Event. */
+  private async proposalEnded(p: Proposal, d: Decision): Promise<void> {
+    this.proposalEvidence = null;
+    const rejected = d.recorded.find((r) => r.episodeId === p.episodeId && r.step === p.step && r.outcome?.result === 'skipped');
+    if (rejected?.outcome) await this.rebooter.stepEvent?.({ step: p.step, mode: 'approve', result: 'skipped', detail: rejected.outcome.detail });
+    // A new proposal replaces the annotation itself (propose); otherwise it goes.
+    if (!d.state.proposal) await this.rebooter.proposal?.(null);
+    await clearApproval(this.deps.config.stateDir).catch((e: unknown) => this.logger.warn({ err: (e as Error).message }, 'cannot remove the used approval file'));
   }
 
   private log(d: Decision): void {
@@ -440,6 +489,20 @@ class LadderRemediator implements Remediator {
       nextDecisionAt: iso(this.nextDecisionAt),
       pending: Object.fromEntries(Object.entries(s.problemSince).map(([t, since]) => [t, { problemSince: iso(since), graceEndsAt: iso(since + policy.graceMs) }])),
       exhausted: s.latch ? { episodeId: s.latch.episodeId, since: iso(s.latch.since), waitingForOk: s.latch.triggers } : null,
+      ...(policy.mode === 'approve'
+        ? {
+            approval: { steps: policy.approvalSteps ?? [], expiry: this.deps.config.remediation.approval.expiry },
+            proposal: s.proposal
+              ? {
+                  ...s.proposal,
+                  proposedAt: iso(s.proposal.proposedAt),
+                  expiresAt: iso(s.proposal.expiresAt),
+                  evidence: this.proposalEvidence,
+                  approveWith: ['nodemedic approve', `kubectl annotate node ${this.deps.config.nodeName} nodemedic.io/approve=${s.proposal.id}`],
+                }
+              : null,
+          }
+        : {}),
       rebootRequested: s.rebootRequest !== null,
       rebootRequest: s.rebootRequest ? { ...s.rebootRequest, at: iso(s.rebootRequest.at) } : null,
       budgets: {

@@ -21,6 +21,7 @@ export interface LadderView {
 }
 
 const WAITING = 'nodemedic_remediation_waiting';
+const PENDING_APPROVAL = 'nodemedic_remediation_pending_approval';
 const WAITING_REASONS = ['retrying', 'recovery-unknown'] as const;
 
 /** The step an ended episode stopped at: the last step it took or skipped, `none` before any. */
@@ -45,8 +46,18 @@ export class LadderMetrics {
     private readonly registry: Registry,
     view: LadderView,
   ) {
-    for (const name of [EPISODE_STATE, BUDGET_REMAINING, WAITING]) registry.removeSingleMetric(name);
+    for (const name of [EPISODE_STATE, BUDGET_REMAINING, WAITING, PENDING_APPROVAL]) registry.removeSingleMetric(name);
     const registers = [registry];
+    new Gauge({
+      name: PENDING_APPROVAL,
+      help: 'remediation.mode approve: 1 for the step proposed and waiting for a person (nodemedic approve / reject), 0 for the others.',
+      labelNames: ['step'],
+      registers,
+      collect() {
+        const pending = view.state().proposal?.step;
+        for (const step of STEP_NAMES) this.set({ step }, pending === step ? 1 : 0);
+      },
+    });
     new Gauge({
       name: WAITING,
       help: 'Remediation waiting without progress: reason="retrying" (a refused drain-reboot or runtime restart backing off), reason="recovery-unknown" (after a reboot, the API or the checks cannot tell yet; recovery.timeout not running).',
@@ -101,6 +112,6 @@ export class LadderMetrics {
 
   /** Drops the gauges (they read this remediator's state); the counter stays for the next one. */
   close(): void {
-    for (const name of [EPISODE_STATE, BUDGET_REMAINING, WAITING]) this.registry.removeSingleMetric(name);
+    for (const name of [EPISODE_STATE, BUDGET_REMAINING, WAITING, PENDING_APPROVAL]) this.registry.removeSingleMetric(name);
   }
 }

@@ -20,6 +20,7 @@ const ms = { type: 'number', minimum: 0 } as const;
 const msOrNull = { anyOf: [ms, { type: 'null' }] } as const;
 const step = { enum: STEP_NAMES } as const;
 const mode = { enum: ['dry-run', 'enforce'] } as const;
+const episodeMode = { enum: ['dry-run', 'approve', 'enforce'] } as const;
 const result = { enum: ['success', 'failure', 'dry_run', 'skipped'] } as const;
 const strList = { type: 'array', items: { type: 'string' } } as const;
 
@@ -41,15 +42,21 @@ const stateSchema = {
           additionalProperties: false,
           properties: {
             id: { type: 'string', minLength: 1 },
-            mode,
+            mode: episodeMode,
             trigger: { type: 'string' },
             reason: { type: 'string' },
             triggers: strList,
             startedAt: ms,
             ladder: { type: 'array', items: step },
             stepIndex: { type: 'integer', minimum: 0 },
-            phase: { enum: ['due', 'acting', 'settling', 'deferred', 'retrying'] },
+            phase: { enum: ['due', 'acting', 'settling', 'deferred', 'retrying', 'awaiting-approval'] },
             retries: { type: 'integer', minimum: 0 },
+            approved: {
+              type: 'object',
+              required: ['step', 'by', 'proposalId'],
+              additionalProperties: false,
+              properties: { step, by: { type: 'string' }, proposalId: { type: 'string' } },
+            },
             stepStartedAt: msOrNull,
             judgeAt: msOrNull,
             deferred: { anyOf: [step, { type: 'null' }] },
@@ -67,7 +74,7 @@ const stateSchema = {
           type: 'object',
           required: ['episodeId', 'triggers', 'since'],
           additionalProperties: false,
-          properties: { episodeId: { type: 'string' }, triggers: strList, since: ms, mode },
+          properties: { episodeId: { type: 'string' }, triggers: strList, since: ms, mode: episodeMode },
         },
       ],
     },
@@ -129,6 +136,26 @@ const stateSchema = {
         },
       },
     },
+    proposal: {
+      anyOf: [
+        { type: 'null' },
+        {
+          type: 'object',
+          required: ['id', 'episodeId', 'step', 'action', 'reason', 'proposedAt', 'expiresAt'],
+          additionalProperties: false,
+          properties: {
+            id: { type: 'string', minLength: 1 },
+            episodeId: { type: 'string' },
+            step,
+            action: { enum: ['restart_kubelet', 'restart_docker', 'restart_containerd', 'reexec_systemd', 'reboot', null] },
+            unit: { type: 'string' },
+            reason: { type: 'string' },
+            proposedAt: ms,
+            expiresAt: ms,
+          },
+        },
+      ],
+    },
   },
 } as const;
 
@@ -157,6 +184,21 @@ export interface LoadedState {
   state: LadderState;
   /** Set when the file was corrupt: where it was kept, and what was wrong. */
   corrupt?: { keptAt: string; error: string };
+}
+
+/**
+ * The agent's state as it is on disk, for the CLI: read only, never moved aside or replaced (that
+ * is the agent's to do). A missing file is a fresh state; an unreadable or corrupt one throws.
+ */
+export async function readStateFile(stateDir: string): Promise<LadderState> {
+  let text: string;
+  try {
+    text = await readBoundedFile(join(stateDir, STATE_FILE), { maxBytes: STATE_MAX_BYTES, timeoutMs: STATE_READ_TIMEOUT_MS });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return emptyState();
+    throw e;
+  }
+  return parseState(text);
 }
 
 /**

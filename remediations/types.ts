@@ -59,6 +59,13 @@ export interface DrainRebooter {
    * access. Never throws.
    */
   stepEvent?(ev: { step: string; unit?: string; mode: string; result: ActionResult; detail: string }): Promise<void>;
+  /**
+   * `mode: approve`: shows a new proposal where people look (with Kubernetes: an annotation on the Node
+   * and an Event), or removes it (null) once it was answered, lapsed or its episode ended. Never throws.
+   */
+  proposal?(p: Proposal | null, evidence?: string): Promise<void>;
+  /** `mode: approve`: an answer to proposal `id` given on the cluster's side (the Node annotation); null when none. Never throws. */
+  approvalFromCluster?(id: string): Promise<ApprovalAnswer | null>;
 }
 
 /** What the ladder knows about a systemd unit it may restart (from `systemctl show`). */
@@ -126,7 +133,7 @@ export interface ActionRecord {
   action: ActionName | null;
   /** The systemd unit a restart acts on. */
   unit?: string;
-  /** Mode the action was decided in; `dry-run` actions never consume budgets. */
+  /** Mode the action was decided in; `dry-run` actions never consume budgets. An approved action is `enforce`. */
   mode: 'dry-run' | 'enforce';
   /** When the intent was recorded (ms). */
   intentAt: number;
@@ -148,16 +155,18 @@ export type EpisodeState = 'active' | 'recovered' | 'exhausted' | 'abandoned';
  * - `settling`: the step is done; at `judgeAt` the triggers are judged (recovered, or the next step);
  * - `deferred`: the step's unit (re)started less than `settle` ago; at `judgeAt` the step is reconsidered;
  * - `retrying`: the step was refused (reboot slot busy, storm guard) or failed on an API error before
- *   it did anything; at `judgeAt` (backoff) it is taken again if its trigger persists.
+ *   it did anything; at `judgeAt` (backoff) it is taken again if its trigger persists;
+ * - `awaiting-approval` (`mode: approve`): the step is proposed (`LadderState.proposal`) and waits for a
+ *   person until `judgeAt`, when the proposal lapses.
  */
-export type EpisodePhase = 'due' | 'acting' | 'settling' | 'deferred' | 'retrying';
+export type EpisodePhase = 'due' | 'acting' | 'settling' | 'deferred' | 'retrying' | 'awaiting-approval';
 
 /** One run of the ladder, from a trigger's problem to recovery or exhaustion. */
 export interface Episode {
   /** `<UTC start time>-<n>`, e.g. `20261127T100000Z-3`; in every log line of the episode. */
   id: string;
   /** The mode the episode runs in; a mode change abandons it. */
-  mode: 'dry-run' | 'enforce';
+  mode: 'dry-run' | 'approve' | 'enforce';
   /** The trigger that started the episode. */
   trigger: string;
   /** That trigger's reason and message when the episode started. */
@@ -178,6 +187,8 @@ export interface Episode {
   deferred: import('./config.js').StepName | null;
   /** How often the current step was refused and is being retried (backoff doubles each time). */
   retries?: number;
+  /** `mode: approve`: the step a person approved in this episode (its retries need no new answer). */
+  approved?: { step: import('./config.js').StepName; by: string; proposalId: string };
   state: EpisodeState;
   endedAt?: number;
   /** Why it ended, one sentence. */
@@ -197,7 +208,7 @@ export interface LadderState {
    * Set when an episode is exhausted: no action until each of `triggers` is `ok` again and no
    * trigger is `problem`.
    */
-  latch: { episodeId: string; triggers: string[]; since: number; /** The exhausted episode's mode; another mode is not held by it. */ mode?: 'dry-run' | 'enforce' } | null;
+  latch: { episodeId: string; triggers: string[]; since: number; /** The exhausted episode's mode; another mode is not held by it. */ mode?: 'dry-run' | 'approve' | 'enforce' } | null;
   budgets: {
     /** Per unit, when real (enforce) restarts were ordered, within the last hour. */
     restarts: Record<string, number[]>;
@@ -214,4 +225,35 @@ export interface LadderState {
   rebootRequest: { episodeId: string; at: number; reason: string; result: ActionResult; detail: string } | null;
   /** The last 100 actions, oldest first. */
   actions: ActionRecord[];
+  /** `mode: approve`: the step waiting for a person (absent in older state files). */
+  proposal?: Proposal | null;
+}
+
+/**
+ * A step the ladder wants to take in `mode: approve` and may not take alone. It is shown on four
+ * surfaces (an Event and an annotation on the Node, `/status`, `nodemedic_remediation_pending_approval`)
+ * and runs only when an approval names its `id`; a lapsed proposal is replaced by one with a new id,
+ * so an approval given for an old one never runs anything.
+ */
+export interface Proposal {
+  /** `<episode id>/<step>/<n>`. */
+  id: string;
+  episodeId: string;
+  step: import('./config.js').StepName;
+  action: ActionName | null;
+  unit?: string;
+  /** Why the ladder wants it, as the action's reason would say. */
+  reason: string;
+  proposedAt: number;
+  /** Unanswered by then, it lapses (`remediation.approval.expiry`). */
+  expiresAt: number;
+}
+
+/** A person's answer to a proposal: `nodemedic approve`/`reject`, or the Node annotation. */
+export interface ApprovalAnswer {
+  /** The proposal answered; an answer for another id is ignored. */
+  id: string;
+  decision: 'approve' | 'reject';
+  /** Who, as given (`operator/<user>` from the CLI, `annotation` from the Node). */
+  by: string;
 }

@@ -28,6 +28,7 @@ export const EVENT_REASONS = [
   'NodemedicReexec',
   'NodemedicReexecFailed',
   'NodemedicStepSkipped',
+  'NodemedicApprovalRequired',
 ] as const;
 export type EventReason = (typeof EVENT_REASONS)[number];
 

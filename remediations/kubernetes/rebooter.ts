@@ -13,8 +13,9 @@ import type { RemediationConfig as Config } from '../config.js';
 import { formatDuration, parseDuration } from '../../platform/duration.js';
 import type { Host } from '../../platform/host.js';
 import type { CheckResult } from '../../checks/types.js';
-import type { ActionName, ActionRecorder, ActionResult, DrainRebooter } from '../types.js';
+import type { ActionName, ActionRecorder, ActionResult, ApprovalAnswer, DrainRebooter, Proposal } from '../types.js';
 import type { KubeAccess, KubeApi } from '../../platform/kube-client.js';
+import { answerOnNode, APPROVE_ANNOTATION, REJECT_ANNOTATION, showProposal } from './approval.js';
 import { checkBlockers, stormOnly } from './blockers.js';
 import { ConditionPublisher, desiredConditions, type RebootState } from './conditions.js';
 import { cordon, CORDONED_BY, markOf } from './cordon.js';
@@ -214,6 +215,34 @@ export class DrainRebootController implements DrainRebooter {
     else e = { reason: reexec ? 'NodemedicReexecFailed' : 'NodemedicRestartFailed', type: 'Warning', message: `${ev.step} failed: ${ev.detail}` };
     // EventRecorder.record logs and swallows API errors.
     await this.event(e);
+  }
+
+  /** `mode: approve`: shows the proposal on the Node (annotation, Event) or removes it (null). Never throws. */
+  async proposal(p: Proposal | null, evidence?: string): Promise<void> {
+    if (!this.api) return;
+    try {
+      await showProposal(this.api, this.node, p);
+    } catch (e) {
+      this.logger.warn({ err: (e as Error).message, proposal: p?.id }, 'cannot show the proposal on the Node');
+    }
+    if (!p) return;
+    const how = `approve with \`nodemedic approve\` on the node or \`kubectl annotate node ${this.node} ${APPROVE_ANNOTATION}=${p.id}\` (reject: ${REJECT_ANNOTATION})`;
+    await this.event({
+      reason: 'NodemedicApprovalRequired',
+      type: 'Warning',
+      message: `${p.step} proposed as ${p.id}, waiting for approval until ${new Date(p.expiresAt).toISOString()}: ${p.reason}${evidence ? `; evidence: ${evidence}` : ''}; ${how}`,
+    });
+  }
+
+  /** The answer to proposal `id` on the Node (one GET, made only while a proposal waits); null when none or unreadable. */
+  async approvalFromCluster(id: string): Promise<ApprovalAnswer | null> {
+    if (!this.api) return null;
+    try {
+      return answerOnNode(await this.api.getNode(this.node), id);
+    } catch (e) {
+      this.logger.debug({ err: (e as Error).message }, 'cannot read the Node for an answer to the proposal');
+      return null;
+    }
   }
 
   /** Why the drain-reboot side is waiting without making progress, for the ladder's metric; null when not. */

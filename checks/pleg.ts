@@ -204,10 +204,11 @@ export class PlegMonitor implements Check {
 
   constructor(
     private readonly opts: PlegOptions,
-    deps: Pick<CheckDeps, 'host' | 'requestRun' | 'oneShot' | 'nodeName'>,
+    deps: Pick<CheckDeps, 'host' | 'requestRun' | 'oneShot'> & Partial<Pick<CheckDeps, 'nodeName'>>,
   ) {
     this.host = deps.host;
-    this.nodeName = deps.nodeName;
+    // No node name (a monitor built outside the agent): no node, so no figures to add.
+    this.nodeName = deps.nodeName ?? '';
     this.requestRun = deps.requestRun;
     this.oneShot = deps.oneShot === true;
     let windowMs = 5 * 60_000;

@@ -143,8 +143,8 @@ export function overcommitSamples(r: CheckResult): { resource: ResourceName; kin
 
 /** What the overcommit check shares: the current figures from its watches, or why there are none. */
 export interface OvercommitView {
-  /** Bounded by `signal`; never throws. */
-  read(signal: AbortSignal): Promise<NodeOvercommit | { unavailable: string }>;
+  /** Bounded by `signal`; never throws. Undefined: nothing to say (no Kubernetes access configured). */
+  read(signal: AbortSignal): Promise<NodeOvercommit | { unavailable: string } | undefined>;
 }
 
 /** The views the running `overcommit` checks share, by node name (one per agent; a reload replaces it). */
@@ -165,7 +165,7 @@ export const CONTEXT_WAIT_MS = 2000;
 
 /**
  * A `problem` finding with the node's overcommit added as `evidence.overcommit`; any other finding,
- * or a node whose `overcommit` check is not running, unchanged. Never fails the finding: figures that
+ * or a node whose `overcommit` check is not running or has no Kubernetes access, unchanged. Never fails the finding: figures that
  * cannot be had are `{ unavailable: why }`.
  */
 export async function withOvercommitEvidence(f: Finding, node: string, waitMs = CONTEXT_WAIT_MS): Promise<Finding> {
@@ -175,6 +175,7 @@ export async function withOvercommitEvidence(f: Finding, node: string, waitMs = 
   const timer = setTimeout(() => ac.abort(), waitMs);
   try {
     const o = await view.read(ac.signal);
+    if (!o) return f;
     return { ...f, evidence: { ...f.evidence, overcommit: 'unavailable' in o ? o : describeOvercommit(o) } };
   } finally {
     clearTimeout(timer);

@@ -157,16 +157,17 @@ export const overcommitCheck: CheckDefinition<OvercommitOptions> = {
   },
 };
 
-/** The figures for another check's evidence: from the caches, bounded by `signal`; a failure says why instead. */
+/** The figures for another check's evidence: from the caches, bounded by `signal`; a failure says why instead; none without Kubernetes access. */
 async function current(
   kube: KubeAccessSource | undefined,
   nodeName: string,
   signal: AbortSignal,
   assess: (api: KubeApi, signal: AbortSignal) => Promise<NodeOvercommit | undefined>,
-): Promise<NodeOvercommit | { unavailable: string }> {
+): Promise<NodeOvercommit | { unavailable: string } | undefined> {
   try {
+    // A node without Kubernetes access has no figures, and its load problems need no note saying so.
     const access = kube && (await bounded(kube.get(), signal));
-    if (!access) return { unavailable: 'no Kubernetes access' };
+    if (!access) return undefined;
     const o = await bounded(assess(access.api, signal), signal);
     return o ?? { unavailable: `the API has no Node named ${nodeName}` };
   } catch (e) {

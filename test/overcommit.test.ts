@@ -26,7 +26,7 @@ import { lazyKubeAccess } from '../platform/kube-client.js';
 import { makeNode } from './fake-apiserver/fixtures.js';
 import { nodeWithReady, startFakeCluster } from './fake-apiserver/pod-states.js';
 import type { FakeApiServer, K8sObject } from './fake-apiserver/server.js';
-import { caughtUp } from './helpers/cluster-view.js';
+import { caughtUp, watchesLost } from './helpers/cluster-view.js';
 
 const NODE = 'worker-7';
 const MI = 2 ** 20;
@@ -169,9 +169,21 @@ t.test("the figures in a load problem's evidence, and only in a problem's", asyn
   t.notOk('overcommit' in ev(normal), 'an ok load carries no figures');
   const elsewhere = await loadCheck.create({ enabled: true, maxLoadPerCpu: 0.0001 }, { ...deps, nodeName: 'worker-8' }).run(signal);
   t.notOk('overcommit' in ev(elsewhere), 'no overcommit check for that node: nothing added');
+  // The API failing: the problem says why there are no figures (the caches' retry is bounded by the wait).
+  fake.fault = 'unavailable';
+  fake.watches.closeAll();
+  await watchesLost(fake);
+  const failing = await loadCheck.create({ enabled: true, maxLoadPerCpu: 0.0001 }, deps).run(signal);
+  t.match(ev(failing).overcommit, { unavailable: /could not be read/ });
+  fake.fault = 'none';
   await check.stop?.();
   const after = await loadCheck.create({ enabled: true, maxLoadPerCpu: 0.0001 }, deps).run(signal);
   t.notOk('overcommit' in ev(after), 'once the overcommit check stops, its figures are no longer shared');
+  const noAccess = overcommitCheck.create(overcommitCheck.defaults, { ...deps, kube: undefined });
+  await noAccess.start?.();
+  t.teardown(() => noAccess.stop?.());
+  const unconnected = await loadCheck.create({ enabled: true, maxLoadPerCpu: 0.0001 }, deps).run(signal);
+  t.notOk('overcommit' in ev(unconnected), 'no Kubernetes access: no figures and no note about them');
 });
 
 t.test("the figures in node-ready's and pleg's problems", async (t) => {

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { overcommitSamples } from '../checks/node-overcommit.js';
 import { CHECK_STATUSES, type CheckResult } from '../checks/types.js';
 import type { ActionName, ActionResult } from '../remediations/types.js';
 import { VERSION } from './version.js';
@@ -16,6 +17,7 @@ export class AgentMetrics {
   private readonly sweeps: Counter;
   private readonly reloads: Counter<'result'>;
   private readonly remediators: Gauge;
+  private readonly overcommit: Gauge<'resource' | 'kind'>;
 
   constructor() {
     const registers = [this.registry];
@@ -66,6 +68,12 @@ export class AgentMetrics {
       help: 'Remediation components started and not yet stopped; 1 in a running agent (more would act twice).',
       registers,
     });
+    this.overcommit = new Gauge({
+      name: 'nodemedic_node_overcommit_ratio',
+      help: "The node's pods' summed CPU or memory requests or limits over the Node's allocatable (the overcommit check); limits count only what is set.",
+      labelNames: ['resource', 'kind'],
+      registers,
+    });
   }
 
   reloaded(result: 'applied' | 'rejected'): void {
@@ -99,12 +107,18 @@ export class AgentMetrics {
   observe(r: CheckResult): void {
     for (const status of CHECK_STATUSES) this.checkStatus.set({ check: r.check, status }, r.status === status ? 1 : 0);
     this.checkDuration.set({ check: r.check }, r.durationSeconds);
+    // Figures that could not be had (`unknown`) are no figures: the series go rather than stay stale.
+    if (r.check === 'overcommit') {
+      this.overcommit.reset();
+      for (const { resource, kind, value } of overcommitSamples(r)) this.overcommit.set({ resource, kind }, value);
+    }
   }
 
   /** Drops series of checks that are no longer configured (after a reload). */
   forget(check: string): void {
     for (const status of CHECK_STATUSES) this.checkStatus.remove({ check, status });
     this.checkDuration.remove({ check });
+    if (check === 'overcommit') this.overcommit.reset();
   }
 
   sweepFinished(atMs: number): void {

@@ -8,6 +8,7 @@ import { kubeletCheck } from './kubelet.js';
 import { kubeletConnectionCheck } from './kubelet-connection.js';
 import { loadCheck } from './load.js';
 import { nodeReadyCheck } from './node-ready.js';
+import { overcommitCheck } from './overcommit.js';
 import { plegCheck } from './pleg.js';
 import { resourcesCheck } from './resources.js';
 import { stuckPodsCheck } from './stuck-pods.js';
@@ -30,6 +31,7 @@ const BUILT_IN: readonly CheckDefinition<any>[] = [
   nodeReadyCheck,
   kubeletConnectionCheck,
   stuckPodsCheck,
+  overcommitCheck,
 ];
 
 /** Names extra check modules; see `loadExtraChecks`. */

@@ -1,5 +1,6 @@
 import si from 'systeminformation';
 import type { Host } from '../platform/host.js';
+import { withOvercommitEvidence } from './node-overcommit.js';
 import type { BaseCheckOptions, CheckDefinition, Finding } from './types.js';
 
 export interface LoadOptions extends BaseCheckOptions {
@@ -59,7 +60,7 @@ export const loadCheck: CheckDefinition<LoadOptions> = {
     properties: { enabled: { type: 'boolean' }, maxLoadPerCpu: { type: 'number', exclusiveMinimum: 0 } },
   },
   runTimeoutMs: () => 10_000,
-  create(options, { host }) {
+  create(options, { host, nodeName }) {
     let cpus: number | undefined;
     return {
       id: 'load',
@@ -77,12 +78,13 @@ export const loadCheck: CheckDefinition<LoadOptions> = {
         const perCpu = Math.round((load.load1 / cpus) * 100) / 100;
         const evidence = { ...load, cpus, load1PerCpu: perCpu, maxLoadPerCpu: options.maxLoadPerCpu, pressure: await readPressure(host) };
         if (perCpu > options.maxLoadPerCpu) {
-          return {
+          // With the node's overcommit (Kubernetes access, checks/node-overcommit.ts): was it oversold?
+          return withOvercommitEvidence({
             status: 'problem',
             reason: 'LoadHigh',
             message: `1-minute load ${load.load1} on ${cpus} CPUs is ${perCpu} per CPU (limit ${options.maxLoadPerCpu}): kubelet may be unable to report node status; find the runaway workload or move pods off this node`,
             evidence,
-          };
+          }, nodeName);
         }
         return { status: 'ok', reason: 'LoadNormal', message: `1-minute load ${load.load1} on ${cpus} CPUs (${perCpu} per CPU)`, evidence };
       },

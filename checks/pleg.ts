@@ -16,6 +16,7 @@ import { classifyKubeletLine, PLEG_LINE_NEEDLES, type KlogTime, type PlegLabel }
 import { FileSource, JournaldSource, type LogLine, type LogSource, type SourceStatus } from './log-source.js';
 import { showUnitShared, type UnitState } from '../platform/systemd-unit.js';
 import { noSystemdHere } from './kubelet.js';
+import { withOvercommitEvidence } from './node-overcommit.js';
 import { unknown, type BaseCheckOptions, type Check, type CheckDefinition, type CheckDeps, type Finding } from './types.js';
 
 export interface PlegOptions extends BaseCheckOptions {
@@ -198,12 +199,16 @@ export class PlegMonitor implements Check {
 
   /** `nodemedic check`: read the recent tail of a followed file first (CheckDeps.oneShot). */
   private readonly oneShot: boolean;
+  /** Whose overcommit a PLEG problem carries as evidence (checks/node-overcommit.ts). */
+  private readonly nodeName: string;
 
   constructor(
     private readonly opts: PlegOptions,
-    deps: Pick<CheckDeps, 'host' | 'requestRun' | 'oneShot'>,
+    deps: Pick<CheckDeps, 'host' | 'requestRun' | 'oneShot'> & Partial<Pick<CheckDeps, 'nodeName'>>,
   ) {
     this.host = deps.host;
+    // No node name (a monitor built outside the agent): no node, so no figures to add.
+    this.nodeName = deps.nodeName ?? '';
     this.requestRun = deps.requestRun;
     this.oneShot = deps.oneShot === true;
     let windowMs = 5 * 60_000;
@@ -496,7 +501,8 @@ export class PlegMonitor implements Check {
     if (after?.failure) {
       return unknown(after.failure.reason, `cannot follow kubelet's log: ${after.failure.message}`, this.evidence(this.monoNow()));
     }
-    return this.judge(this.monoNow(), caughtUp);
+    // A PLEG problem carries the node's overcommit (a runtime that cannot keep up: was the node oversold?).
+    return withOvercommitEvidence(this.judge(this.monoNow(), caughtUp), this.nodeName);
   }
 
   private judge(now: number, caughtUp: boolean): Finding {

@@ -73,7 +73,8 @@ t.test('the registry, Node conditions and the README table check see it', async 
     "check trivial is registered but has no row in README.md's checks table (reasons: TrivialFine, TrivialBroken)",
   ], 'the README check asks for its row');
   const row = '| `trivial` | told to | `TrivialFine`, `TrivialBroken` |';
-  const withRow = readme.replace(/^(\| `stuck-pods` .*)$/m, `$1\n${row}`);
+  // After the last built-in check's row: extra checks come after the built-in ones.
+  const withRow = readme.replace(new RegExp(`^(\\| \`${CHECK_DEFINITIONS.at(-1)!.id}\` .*)$`, 'm'), `$1\n${row}`);
   t.same(readmeChecksTableProblems(withRow, defs), [], 'and is satisfied by it');
   await t.rejects(loadExtraChecks('relative/path.mjs'), /not an absolute path/);
 });

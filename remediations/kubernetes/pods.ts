@@ -3,7 +3,7 @@
  * (k8s.io/kubectl/pkg/drain/filters.go). Pure functions of the pod list and the options.
  */
 import type { V1Pod } from '@kubernetes/client-node';
-import { parseQuantity } from '../../platform/quantity.js';
+import { podResources } from '../../platform/pod-resources.js';
 
 /** What the drain does with one pod. */
 export type PodDisposition =
@@ -104,25 +104,8 @@ export interface Resources {
   memory: number;
 }
 
-/**
- * What the scheduler reserves for a pod: the larger of the sum of its containers' requests and its
- * largest init container's, plus the pod overhead (the scheduler's computePodResourceRequest).
- */
+/** What the scheduler reserves for a pod (platform/pod-resources.ts counts it), in cores and bytes. */
 export function podRequests(pod: V1Pod): Resources {
-  const get = (r: Record<string, string | number> | undefined, k: 'cpu' | 'memory'): number => (r?.[k] !== undefined ? parseQuantity(r[k]) : 0);
-  const sum: Resources = { cpu: 0, memory: 0 };
-  for (const c of pod.spec?.containers ?? []) {
-    const req = c.resources?.requests as Record<string, string | number> | undefined;
-    sum.cpu += get(req, 'cpu');
-    sum.memory += get(req, 'memory');
-  }
-  for (const c of pod.spec?.initContainers ?? []) {
-    const req = c.resources?.requests as Record<string, string | number> | undefined;
-    sum.cpu = Math.max(sum.cpu, get(req, 'cpu'));
-    sum.memory = Math.max(sum.memory, get(req, 'memory'));
-  }
-  const overhead = pod.spec?.overhead as Record<string, string | number> | undefined;
-  sum.cpu += get(overhead, 'cpu');
-  sum.memory += get(overhead, 'memory');
-  return sum;
+  const r = podResources(pod).requests;
+  return { cpu: r.cpu / 1000, memory: r.memory };
 }

@@ -7,6 +7,7 @@ import { kernelCheck } from './kernel.js';
 import { kubeletCheck } from './kubelet.js';
 import { kubeletConnectionCheck } from './kubelet-connection.js';
 import { loadCheck } from './load.js';
+import { networkCheck } from './network.js';
 import { nodeReadyCheck } from './node-ready.js';
 import { plegCheck } from './pleg.js';
 import { resourcesCheck } from './resources.js';
@@ -27,6 +28,7 @@ const BUILT_IN: readonly CheckDefinition<any>[] = [
   containerdCheck,
   systemdVersionCheck,
   systemdCheck,
+  networkCheck,
   nodeReadyCheck,
   kubeletConnectionCheck,
   stuckPodsCheck,

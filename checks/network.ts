@@ -11,7 +11,7 @@
  */
 import { promises as dns, type LookupAddress } from 'node:dns';
 import { request, type IncomingMessage } from 'node:http';
-import { BlockList, connect as tcpConnect, isIP, type Socket } from 'node:net';
+import { BlockList, connect as tcpConnect, isIP, SocketAddress, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { formatDuration, parseDuration } from '../platform/duration.js';
 import { monotonicNow } from '../platform/clock.js';
@@ -105,7 +105,8 @@ export function parseIpv4Routes(text: string): Route[] {
 }
 
 function hexToIpv6(hex: string): string {
-  return hex.match(/.{4}/g)!.join(':');
+  // SocketAddress prints the compressed form (fd00::1), as `ip -6 route` does.
+  return new SocketAddress({ address: hex.match(/.{4}/g)!.join(':'), family: 'ipv6' }).address;
 }
 
 /** Parses /proc/net/ipv6_route (every table, local routes included): the usable routes. Pure. */
@@ -448,14 +449,15 @@ async function probe(host: Host, t: Target, source: string, opts: ProbeOptions, 
   });
 
   // 4. TCP, 5. TLS, 6. HTTP: tried even when the node's side looks broken, since an answer overrules
-  // what the tables say (policy routing, a route in another table).
-  let socket: Socket | undefined;
+  // what the tables say (policy routing, a route in another table). Every socket made is destroyed at
+  // the end, whichever step gave up (destroying the TLS socket closes the TCP one under it too).
+  const sockets: Socket[] = [];
   let httpStatus: number | undefined;
   try {
     const tcp = await timed('tcp', async () => {
       if (!address) return { result: 'skipped', detail: 'no address to connect to' };
       const s = tcpConnect({ host: address, port: t.port });
-      socket = s;
+      sockets.push(s);
       // A late error (a reset while TLS or HTTP use the socket) is theirs to report; never an uncaught one.
       s.on('error', () => undefined);
       const ok = await within(
@@ -472,14 +474,14 @@ async function probe(host: Host, t: Target, source: string, opts: ProbeOptions, 
       return { result: 'ok', detail: `connected to ${address}:${t.port}` };
     });
 
-    let stream: Socket | TLSSocket | undefined = tcp.result === 'ok' ? socket : undefined;
+    let stream: Socket | TLSSocket | undefined = tcp.result === 'ok' ? sockets[0] : undefined;
     await timed('tls', async () => {
       if (!stream) return { result: 'skipped', detail: 'no connection' };
       if (!t.https) return { result: 'skipped', detail: 'plain HTTP' };
       // The CA is not checked: the probe sends no credentials and acts only on whether an answer
       // comes, so what matters is that a handshake completes, not whom it is with.
       const tls = tlsConnect({ socket: stream, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'], ...(isIP(t.hostname) ? {} : { servername: t.hostname }) });
-      socket = tls;
+      sockets.push(tls);
       stream = undefined;
       tls.on('error', () => undefined);
       const ok = await within(
@@ -527,7 +529,7 @@ async function probe(host: Host, t: Target, source: string, opts: ProbeOptions, 
       return { result: 'ok', detail: `GET ${t.path}: ${r.status}${r.body.trim() ? ` ${JSON.stringify(r.body.trim().slice(0, 80))}` : ''}` };
     });
   } finally {
-    socket?.destroy();
+    for (const s of sockets) s.destroy();
   }
   return { url: t.url, source, steps, nodeFaults, ...(httpStatus !== undefined ? { httpStatus } : {}) };
 }

@@ -5,7 +5,7 @@
  */
 import t from 'tap';
 import { execFile, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createTcpServer, type Socket } from 'node:net';
@@ -267,8 +267,18 @@ function inTime(t: Tap.Test, r: { durationSeconds: number }): void {
   t.ok(r.durationSeconds <= TIMEOUT_S + 0.5, `within the check's timeout (${r.durationSeconds}s)`);
 }
 
+/** Namespaces an earlier run of this test left when it was killed (its teardown never ran). */
+async function removeStaleNamespaces(): Promise<void> {
+  for (const line of (await ip('netns', 'list')).split('\n')) {
+    const m = /^(nm-net-(\d+)-\S+)/.exec(line);
+    if (!m || existsSync(`/proc/${m[2]}`)) continue;
+    await ip('netns', 'del', m[1]!).catch(() => undefined);
+  }
+}
+
 t.test('in network namespaces the test made', async (t) => {
   if (!requireBuilt(t, ['agent/cli.ts', 'checks/network.ts'])) return;
+  await removeStaleNamespaces();
 
   t.test('the namespaces reach nothing but each other', async (t) => {
     const { node, api } = await namespaces(t);

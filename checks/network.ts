@@ -285,6 +285,14 @@ function within<T>(ms: number, signal: AbortSignal, work: Promise<T>, onGiveUp: 
   });
 }
 
+/** Resolves on the socket's `event`, rejects on its error. */
+function settles(s: Socket, event: 'connect' | 'secureConnect'): Promise<true> {
+  return new Promise((resolve, reject) => {
+    s.once(event, () => resolve(true));
+    s.once('error', reject);
+  });
+}
+
 function errCode(e: unknown): string {
   const err = e as NodeJS.ErrnoException;
   return err.code ?? err.name ?? 'Error';
@@ -463,10 +471,7 @@ async function probe(host: Host, t: Target, source: string, opts: ProbeOptions, 
       const ok = await within(
         left(),
         signal,
-        new Promise<true>((resolve, reject) => {
-          s.once('connect', () => resolve(true));
-          s.once('error', reject);
-        }),
+        settles(s, 'connect'),
         () => s.destroy(),
       ).catch((e: unknown) => e as Error);
       if (ok instanceof Error) return { result: 'failed', code: errCode(ok), detail: `connect to ${address}:${t.port}: ${errCode(ok)}` };
@@ -487,10 +492,7 @@ async function probe(host: Host, t: Target, source: string, opts: ProbeOptions, 
       const ok = await within(
         left(),
         signal,
-        new Promise<true>((resolve, reject) => {
-          tls.once('secureConnect', () => resolve(true));
-          tls.once('error', reject);
-        }),
+        settles(tls, 'secureConnect'),
         () => tls.destroy(),
       ).catch((e: unknown) => e as Error);
       if (ok instanceof Error) return { result: 'failed', code: errCode(ok), detail: `TLS handshake: ${errCode(ok)}: ${ok.message}` };

@@ -7,6 +7,7 @@ import { kernelCheck } from './kernel.js';
 import { kubeletCheck } from './kubelet.js';
 import { kubeletConnectionCheck } from './kubelet-connection.js';
 import { loadCheck } from './load.js';
+import { networkCheck } from './network.js';
 import { nodeReadyCheck } from './node-ready.js';
 import { overcommitCheck } from './overcommit.js';
 import { plegCheck } from './pleg.js';
@@ -28,6 +29,7 @@ const BUILT_IN: readonly CheckDefinition<any>[] = [
   containerdCheck,
   systemdVersionCheck,
   systemdCheck,
+  networkCheck,
   nodeReadyCheck,
   kubeletConnectionCheck,
   stuckPodsCheck,

@@ -124,7 +124,7 @@ t.test('a pattern error says what form is expected, not the regex', async (t) =>
 
 t.test('cross-key rules of the remediation section are validated too', async (t) => {
   t.same(problems(() => resolveConfig({ remediation: { triggers: ['pleg', 'disk', 'nope'] } })), [
-    'remediation.triggers.1: "disk" cannot be a trigger (a restart cures none of disk, load, resources, kernel, systemd-version, overcommit)',
+    'remediation.triggers.1: "disk" cannot be a trigger (a restart cures none of disk, load, resources, kernel, systemd-version, network, overcommit)',
     `remediation.triggers.2: no check named "nope" (checks: ${defaultConfig().checks ? Object.keys(defaultConfig().checks).join(', ') : ''})`,
   ]);
 });

@@ -776,7 +776,7 @@ t.test('config cross-checks name the key path', async (t) => {
   t.same(remediationProblems(remediationDefaults, checks), []);
   const bad = { ...remediationDefaults, triggers: ['pleg', 'disk', 'nosuch'], firstStep: { docker: 'restart-runtime' as const, pleg: 'drain-reboot' as const }, steps: ['restart-kubelet' as const, 'restart-runtime' as const] };
   t.same(remediationProblems(bad, checks), [
-    'remediation.triggers.1: "disk" cannot be a trigger (a restart cures none of disk, load, resources, kernel, systemd-version, overcommit)',
+    'remediation.triggers.1: "disk" cannot be a trigger (a restart cures none of disk, load, resources, kernel, systemd-version, network, overcommit)',
     'remediation.triggers.2: no check named "nosuch" (checks: disk, load, pleg, kubelet, docker, containerd, systemd-version, systemd, node-ready, stuck-pods)',
     'remediation.firstStep.docker: "docker" is not in remediation.triggers',
     'remediation.firstStep.pleg: step "drain-reboot" is not in remediation.steps (restart-kubelet, restart-runtime)',

@@ -30,7 +30,7 @@ t.test('the README check sees what it is for', async (t) => {
 
 t.test('a restart cures exactly the checks that may trigger the ladder', async (t) => {
   t.same([...NEVER_TRIGGERS], neverTriggers(), 'NEVER_TRIGGERS is what the checks say');
-  t.same(neverTriggers(), ['disk', 'load', 'resources', 'kernel', 'systemd-version', 'overcommit'], 'today: no restart cures a full disk, load, exhausted kernel tables, a kernel fault, an old systemd or an oversold node');
+  t.same(neverTriggers(), ['disk', 'load', 'resources', 'kernel', 'systemd-version', 'network', 'overcommit'], "today: no restart cures a full disk, load, exhausted kernel tables, a kernel fault, an old systemd, the node's network path or an oversold node");
   for (const trigger of remediationDefaults.triggers) {
     t.ok(CHECK_DEFINITIONS.find((d) => d.id === trigger)?.restartCures, `default trigger ${trigger} is a check a restart can cure`);
   }

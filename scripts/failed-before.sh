@@ -68,20 +68,29 @@ for c in "${cases[@]}"; do
   fi
   secs=$(($(date +%s) - started))
   echo "$name: $verdict (${secs}s)" >&2
-  rows+=("| $item | \`test/failed-before/$name.patch\` | \`$tests\` | $verdict | ${secs}s |")
+  rows+=("| $item | \`test/failed-before/$name.patch\` | \`$tests\` | $verdict | ${secs}s | \`$head\` $(date -u +%Y-%m-%d) |")
   git -C "$root" worktree remove --force "$wt"
 done
 [ ${#rows[@]} -gt 0 ] || { echo "failed-before: no case matches $*" >&2; exit 2; }
 
+# A run of some cases replaces their rows and keeps the others' (each row names its commit and date).
+kept=()
+if [ -f "$out" ]; then
+  while IFS= read -r line; do
+    name=$(sed -nE 's/^\| [^|]+ \| `test\/failed-before\/([^`]+)\.patch`.*/\1/p' <<<"$line")
+    [ -n "$name" ] || continue
+    printf '%s\n' "${rows[@]}" | grep -qF "failed-before/$name.patch" || kept+=("$line")
+  done <"$out"
+fi
 {
   echo "# The fleet faults of issue 11, each caught by its test"
   echo
-  echo "Produced by \`bash scripts/failed-before.sh\` on $(date -u +%Y-%m-%d) at commit \`$head\` (the patches applied to it)."
+  echo "Produced by \`bash scripts/failed-before.sh [CASE ...]\`: each row from the run at the commit it names, the patch applied to that commit."
   echo "Each patch puts one old behaviour back; with it, the test named must fail. Without the patches, \`npm test\` runs the same tests and they pass."
   echo
-  echo "| issue 11 item | old behaviour put back | test | with the patch | time |"
-  echo "|---|---|---|---|---|"
-  printf '%s\n' "${rows[@]}"
+  echo "| issue 11 item | old behaviour put back | test | with the patch | time | run at |"
+  echo "|---|---|---|---|---|---|"
+  printf '%s\n' "${kept[@]}" "${rows[@]}" | grep . | sort -t'`' -k2,2
 } >"$out"
 echo "wrote $out" >&2
 exit $status

@@ -69,7 +69,7 @@ t.test('every problem is reported at once, each with its key path', async (t) =>
     /^checks\.disk\.timeout: must be a duration with a unit.*"-5s"/,
     /^checks\.disk\.color: unknown key$/,
     /^checks\.load\.maxLoadPerCpu: must be a number, got "high"$/,
-    /^remediation\.mode: must be one of "off", "dry-run", "enforce", got "yolo"$/,
+    /^remediation\.mode: must be one of "off", "dry-run", "approve", "enforce", got "yolo"$/,
     /^remediation\.settle: must be a duration/,
     /^http\.listen: must be HOST:PORT/,
     /^schedule: not a valid cron expression "every minute"/,

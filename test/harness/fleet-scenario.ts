@@ -73,8 +73,9 @@ export async function runFleet(t: Tap.Test, slots: number, opts: { outageAfterFi
 
   /** What ends the wait early: a node that gave up cannot heal any more, so there is no point waiting. */
   const gaveUp = (): string | undefined => {
-    const failed = c.fake.events.find((e) => e.reason === 'NodemedicRecoveryFailed');
-    if (failed) return `recovery-failed: ${String(failed.message)}`;
+    // The agent's log, not only the Event: a recovery that fails during an API outage cannot post one.
+    const failed = fleet.lines(/of judged time after the reboot/)[0];
+    if (failed) return `${failed.node}: recovery-failed: ${String(failed.line.msg)}`;
     const exhausted = fleet.lines(/episode exhausted/)[0];
     return exhausted ? `${exhausted.node}: episode exhausted` : undefined;
   };

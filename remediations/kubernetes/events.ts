@@ -28,6 +28,9 @@ export const EVENT_REASONS = [
   'NodemedicReexec',
   'NodemedicReexecFailed',
   'NodemedicStepSkipped',
+  'NodemedicMaintenance',
+  'NodemedicMaintenanceDone',
+  'NodemedicMaintenanceFailed',
 ] as const;
 export type EventReason = (typeof EVENT_REASONS)[number];
 

@@ -41,6 +41,10 @@ export interface MaintenanceRequest {
    * Each call runs the checks again.
    */
   checkNow(): Promise<readonly CheckResult[]>;
+  /** The trigger checks `checkNow` runs (the enabled ones); none: the Node's Ready alone is judged. */
+  triggers: readonly string[];
+  /** Where the work's output is kept, recorded in the plan for `/status`. */
+  log?: string;
   /** Between two looks at the node's health. Default 2 s. */
   pollMs?: number;
   /** Who cordons: `operator/<user>`; an earlier cordon (even by the same person) is never adopted. */

@@ -327,7 +327,7 @@ export class DrainRebootController implements DrainRebooter {
     const plan = await this.newPlan(req, 'leasing', { kubernetes: true, cordon: { token: randomUUID(), ours: true } });
     const m = req.maintenance;
     // Written with the plan's first version: the agent's ladder holds back from here on.
-    if (m) plan.maintenance = { reason: req.reason, work: m.what, by: m.by, checks: [...m.checks], reboot: m.reboot, pid: process.pid };
+    if (m) plan.maintenance = { reason: req.reason, work: m.what, by: m.by, checks: [...m.checks], reboot: m.reboot, pid: process.pid, ...(m.log ? { log: m.log } : {}) };
     try {
       await this.store.create(plan);
       this.planCache = plan;
@@ -495,7 +495,7 @@ export class DrainRebootController implements DrainRebooter {
     const sinceMs = this.d.clock.now();
     const timeoutMs = parseDuration(this.r.recovery.timeout);
     const startedMono = this.mono();
-    this.step(req, `waiting for the trigger checks (${this.r.triggers.join(', ')}) to be ok and the Node Ready (up to remediation.recovery.timeout, ${this.r.recovery.timeout})`);
+    this.step(req, `waiting for ${m.triggers.length ? `the trigger checks (${m.triggers.join(', ')}) to be ok and ` : ''}the Node to be Ready (up to remediation.recovery.timeout, ${this.r.recovery.timeout})`);
     let look: RecoveryLook = { kind: 'unknown', why: 'not looked yet', apiUnreachable: false };
     while (!this.stopped) {
       let node: NodeLook;
@@ -510,7 +510,9 @@ export class DrainRebootController implements DrainRebooter {
       } catch (e) {
         this.logger.warn({ err: (e as Error).message }, 'cannot run the trigger checks');
       }
-      look = lookAtRecovery(results, this.r.triggers, sinceMs, node);
+      if (m.triggers.length) look = lookAtRecovery(results, m.triggers, sinceMs, node);
+      else if ('error' in node) look = { kind: 'unknown', why: `cannot read the Node (${node.error})`, apiUnreachable: true };
+      else look = node.ready ? { kind: 'healthy' } : { kind: 'bad', why: 'the Node is not Ready' };
       if (look.kind === 'healthy') break;
       if (this.mono() - startedMono >= timeoutMs) break;
       await new Promise<void>((resolve) => {

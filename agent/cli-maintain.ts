@@ -214,7 +214,7 @@ export const maintainCommand: CommandSpec = {
     const host = new RealHost({ commandPrefix: config.hostCommandPrefix });
     const by = operatorName(io.env);
     const what = upgrade ? 'systemd upgrade' : command.join(' ');
-    const reason = (args.values.reason as string | undefined) ?? `${what} (nodemedic maintain by ${by})`;
+    const reason = (args.values.reason as string | undefined) ?? `requested by ${by} with nodemedic maintain`;
     const dryRun = !!args.values['dry-run'];
 
     if (upgrade) {

@@ -14,7 +14,7 @@ import { formatDuration, parseDuration } from '../platform/duration.js';
 import { ConfigError, EXIT, NotConfiguredError, UsageError } from '../platform/errors.js';
 import { RealHost } from '../platform/host.js';
 import { createLogger } from './logger.js';
-import { connectKubernetes, type KubeApi } from '../platform/kube-client.js';
+import { connectKubernetes, type KubeAccess, type KubeApi } from '../platform/kube-client.js';
 import { cordon, cordonedBy, uncordon } from '../remediations/kubernetes/cordon.js';
 import { drainPods, type DrainProgress } from '../remediations/kubernetes/drain.js';
 import { EventRecorder } from '../remediations/kubernetes/events.js';
@@ -44,6 +44,21 @@ export function operatorName(env: NodeJS.ProcessEnv): string {
     }
   }
   return `operator/${user}`;
+}
+
+/**
+ * Kubernetes access for a command that drains this node (`reboot`, `maintain`): a ConfigError for an
+ * unreadable kubeconfig, a NotConfiguredError (exit 69) when there is none.
+ */
+export async function drainingAccess(config: Config, source: string, io: CommandIO, command: string): Promise<KubeAccess> {
+  let kube;
+  try {
+    kube = await connectKubernetes(config.kubernetes.kubeconfig, { env: io.env });
+  } catch (e) {
+    throw new ConfigError(source, [(e as Error).message]);
+  }
+  if (!kube) throw new NotConfiguredError(`Kubernetes access is not configured (${source}: kubernetes.kubeconfig is empty and this is not a pod); \`nodemedic ${command}\` drains first and needs it: set kubernetes.kubeconfig in the config`);
+  return kube;
 }
 
 /** Whether `pid` runs on this machine (signal 0 tests it); a plan without one counts as alive. */
@@ -290,13 +305,7 @@ export const rebootCommand: CommandSpec = {
     if (node !== undefined && node !== config.nodeName) {
       throw new UsageError(`--node: reboot acts on the machine it runs on (${config.nodeName}); run it on ${node} instead`);
     }
-    let kube;
-    try {
-      kube = await connectKubernetes(config.kubernetes.kubeconfig, { env: io.env });
-    } catch (e) {
-      throw new ConfigError(source, [(e as Error).message]);
-    }
-    if (!kube) throw new NotConfiguredError(`Kubernetes access is not configured (${source}: kubernetes.kubeconfig is empty and this is not a pod); \`nodemedic reboot\` drains first and needs it: set kubernetes.kubeconfig in the config`);
+    const kube = await drainingAccess(config, source, io, 'reboot');
     const logger = createLogger(config.log.level === 'info' ? 'warn' : config.log.level, 'stderr');
     const host = new RealHost({ commandPrefix: config.hostCommandPrefix });
     const controller = new DrainRebootController({

@@ -13,15 +13,14 @@ import { StringDecoder } from 'node:string_decoder';
 import type { Logger } from 'pino';
 import { Agent } from './agent.js';
 import { configOption, type CommandIO, type CommandSpec } from './cli-types.js';
-import { operatorName, progressPrinter } from './cli-kubernetes.js';
+import { drainingAccess, operatorName, progressPrinter } from './cli-kubernetes.js';
 import { loadConfig, type Config } from './config.js';
 import { createLogger } from './logger.js';
 import type { CheckResult } from '../checks/types.js';
 import { systemClock } from '../platform/clock.js';
 import { formatDuration, parseDuration } from '../platform/duration.js';
-import { ConfigError, EXIT, NotConfiguredError, UsageError } from '../platform/errors.js';
+import { ConfigError, EXIT, UsageError } from '../platform/errors.js';
 import { RealHost, type Host } from '../platform/host.js';
-import { connectKubernetes } from '../platform/kube-client.js';
 import { runStreamed } from '../platform/stream-command.js';
 import type { MaintenanceRequest } from '../remediations/kubernetes/maintenance.js';
 import { DrainRebootController } from '../remediations/kubernetes/rebooter.js';
@@ -203,13 +202,7 @@ export const maintainCommand: CommandSpec = {
     }
     const { config, source } = loadConfig(args.values.config as string | undefined, io.env);
     if (upgrade && !enabled(config, 'systemd-version')) throw new ConfigError(source, ['checks.systemd-version.enabled: maintain --systemd-upgrade verifies the upgrade with this check; enable it']);
-    let kube;
-    try {
-      kube = await connectKubernetes(config.kubernetes.kubeconfig, { env: io.env });
-    } catch (e) {
-      throw new ConfigError(source, [(e as Error).message]);
-    }
-    if (!kube) throw new NotConfiguredError(`Kubernetes access is not configured (${source}: kubernetes.kubeconfig is empty and this is not a pod); \`nodemedic maintain\` drains first and needs it: set kubernetes.kubeconfig in the config`);
+    const kube = await drainingAccess(config, source, io, 'maintain');
     const logger = createLogger(config.log.level === 'info' ? 'warn' : config.log.level, 'stderr');
     const host = new RealHost({ commandPrefix: config.hostCommandPrefix });
     const by = operatorName(io.env);

@@ -14,10 +14,11 @@ import { formatDuration, parseDuration } from '../platform/duration.js';
 import { ConfigError, EXIT, NotConfiguredError, UsageError } from '../platform/errors.js';
 import { RealHost } from '../platform/host.js';
 import { createLogger } from './logger.js';
-import { connectKubernetes, type KubeApi } from '../platform/kube-client.js';
+import { connectKubernetes, type KubeAccess, type KubeApi } from '../platform/kube-client.js';
 import { cordon, cordonedBy, uncordon } from '../remediations/kubernetes/cordon.js';
 import { drainPods, type DrainProgress } from '../remediations/kubernetes/drain.js';
 import { EventRecorder } from '../remediations/kubernetes/events.js';
+import { publishMaintenanceCondition } from '../remediations/kubernetes/maintenance.js';
 import { PlanStore } from '../remediations/kubernetes/plan.js';
 import { describeBlocked, planPods, type DrainPodPlan } from '../remediations/kubernetes/pods.js';
 import { DrainRebootController } from '../remediations/kubernetes/rebooter.js';
@@ -32,6 +33,7 @@ interface Ctx {
   operator: string;
 }
 
+/** `operator/<user>`: who runs an operator command (the sudo user when run with sudo), for marks and Events. */
 export function operatorName(env: NodeJS.ProcessEnv): string {
   let user = env.SUDO_USER || env.USER || '';
   if (!user) {
@@ -42,6 +44,32 @@ export function operatorName(env: NodeJS.ProcessEnv): string {
     }
   }
   return `operator/${user}`;
+}
+
+/**
+ * Kubernetes access for a command that drains this node (`reboot`, `maintain`): a ConfigError for an
+ * unreadable kubeconfig, a NotConfiguredError (exit 69) when there is none.
+ */
+export async function drainingAccess(config: Config, source: string, io: CommandIO, command: string): Promise<KubeAccess> {
+  let kube;
+  try {
+    kube = await connectKubernetes(config.kubernetes.kubeconfig, { env: io.env });
+  } catch (e) {
+    throw new ConfigError(source, [(e as Error).message]);
+  }
+  if (!kube) throw new NotConfiguredError(`Kubernetes access is not configured (${source}: kubernetes.kubeconfig is empty and this is not a pod); \`nodemedic ${command}\` drains first and needs it: set kubernetes.kubeconfig in the config`);
+  return kube;
+}
+
+/** Whether `pid` runs on this machine (signal 0 tests it); a plan without one counts as alive. */
+function processAlive(pid: number | undefined): boolean {
+  if (!pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 export async function context(args: ParsedArgs, io: CommandIO): Promise<Ctx> {
@@ -68,7 +96,8 @@ export async function context(args: ParsedArgs, io: CommandIO): Promise<Ctx> {
   };
 }
 
-function progressPrinter(io: CommandIO, retryMs: number): (p: DrainProgress | { type: 'step'; message: string }) => void {
+/** Prints a drain's progress pod by pod, and step messages, as the operator commands show them. */
+export function progressPrinter(io: CommandIO, retryMs: number): (p: DrainProgress | { type: 'step'; message: string }) => void {
   return (p) => {
     switch (p.type) {
       case 'step':
@@ -155,7 +184,9 @@ export const uncordonCommand: CommandSpec = {
     } catch (e) {
       io.err(`nodemedic: warning: ${(e as Error).message}\n`);
     }
-    if (plan && plan.phase !== 'recovery-failed' && plan.phase !== 'recovering') {
+    // The operator takes over from a plan that ended badly, or whose `nodemedic maintain` is gone (SIGKILL).
+    const over = !!plan && (plan.phase === 'recovery-failed' || plan.phase === 'recovering' || plan.phase === 'maintenance-failed' || (plan.phase === 'maintaining' && !processAlive(plan.maintenance?.pid)));
+    if (plan && !over) {
       io.err(`nodemedic: warning: a drain-reboot is in flight on this node (episode ${plan.episodeId}, phase ${plan.phase}); uncordoning anyway\n`);
     }
     let node;
@@ -172,10 +203,13 @@ export const uncordonCommand: CommandSpec = {
     } catch (e) {
       return failWith(io, ctx, `cannot uncordon ${ctx.node}: ${(e as Error).message}`);
     }
-    if (plan && (plan.phase === 'recovery-failed' || plan.phase === 'recovering')) {
-      // The operator takes over: the agent may act on this node again.
+    if (plan && over) {
+      // The operator takes over: the agent may act on this node again (its ladder too, after a maintenance).
       await store.remove();
       io.out(`cleared the drain-reboot plan of episode ${plan.episodeId} (${plan.phase})\n`);
+      if (plan.maintenance) {
+        await publishMaintenanceCondition(ctx.api, ctx.node, systemClock, ctx.logger, { status: 'False', reason: 'MaintenanceCleared', message: `${ctx.operator} ended the maintenance (${plan.maintenance.work}; ${plan.maintenance.reason}) with nodemedic uncordon` });
+      }
     }
     if (u === 'uncordoned') {
       await ctx.events.record({ reason: 'NodemedicUncordon', type: 'Normal', message: `${ctx.operator} uncordoned ${ctx.node}${was ? ` (it was cordoned by ${was})` : ''}` });
@@ -271,13 +305,7 @@ export const rebootCommand: CommandSpec = {
     if (node !== undefined && node !== config.nodeName) {
       throw new UsageError(`--node: reboot acts on the machine it runs on (${config.nodeName}); run it on ${node} instead`);
     }
-    let kube;
-    try {
-      kube = await connectKubernetes(config.kubernetes.kubeconfig, { env: io.env });
-    } catch (e) {
-      throw new ConfigError(source, [(e as Error).message]);
-    }
-    if (!kube) throw new NotConfiguredError(`Kubernetes access is not configured (${source}: kubernetes.kubeconfig is empty and this is not a pod); \`nodemedic reboot\` drains first and needs it: set kubernetes.kubeconfig in the config`);
+    const kube = await drainingAccess(config, source, io, 'reboot');
     const logger = createLogger(config.log.level === 'info' ? 'warn' : config.log.level, 'stderr');
     const host = new RealHost({ commandPrefix: config.hostCommandPrefix });
     const controller = new DrainRebootController({

@@ -21,6 +21,8 @@ export interface CommandSpec {
   /** e.g. `nodemedic check [--config F] [--json] [--only a,b]`. */
   usage: string;
   options: NonNullable<ParseArgsConfig['options']>;
+  /** More for `--help` after the flags (what the command does step by step, its exit codes). */
+  help?: string;
   /** How many positionals are allowed; default none. */
   positionals?: { min: number; max: number };
   /** Returns the exit code. Throw UsageError (64) or ConfigError (78) for those cases. */

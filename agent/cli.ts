@@ -13,6 +13,7 @@ import { configOption, type CommandIO, type CommandSpec, type ParsedArgs } from 
 import { REMEDIATION_COMMANDS } from './cli-remediation.js';
 import { KUBERNETES_COMMANDS } from './cli-kubernetes.js';
 import { collectCommand } from './cli-collect.js';
+import { maintainCommand } from './cli-maintain.js';
 import { loadConfig, loadConfigBounded, type Config } from './config.js';
 import { ConfigError, EXIT, NotConfiguredError, UsageError } from '../platform/errors.js';
 import { abandonedReads } from '../platform/host.js';
@@ -223,7 +224,7 @@ const version: CommandSpec = {
 };
 
 /** Every command; other areas add theirs here. */
-export const COMMANDS: readonly CommandSpec[] = [check, run, status, config, version, ...REMEDIATION_COMMANDS, ...KUBERNETES_COMMANDS, collectCommand];
+export const COMMANDS: readonly CommandSpec[] = [check, run, status, config, version, ...REMEDIATION_COMMANDS, ...KUBERNETES_COMMANDS, maintainCommand, collectCommand];
 
 /** What each flag means, for `nodemedic <command> --help`. */
 const FLAG_HELP: Record<string, string> = {
@@ -239,6 +240,8 @@ const FLAG_HELP: Record<string, string> = {
   node: 'the node to act on (default: this node, the config\'s nodeName)',
   timeout: 'a bound, a duration with a unit',
   output: 'where to write',
+  reboot: 'reboot after the work; the agent then uncordons the node once it is healthy after the boot',
+  'systemd-upgrade': "the runbook's systemd cure as the work: the package upgrade (yum or apt-get), systemctl daemon-reexec, stuck runc killed, systemd-version checked",
 };
 
 /** `nodemedic <command> --help`: usage, every flag with what it does, and the check ids where they matter. */
@@ -256,6 +259,7 @@ export function commandHelp(cmd: CommandSpec): string {
     lines.push('');
   }
   if ('only' in cmd.options || cmd.name === 'check' || cmd.name === 'status') lines.push(`check ids: ${CHECK_DEFINITIONS.map((d) => d.id).join(', ')}`, '');
+  if (cmd.help) lines.push(cmd.help, '');
   return lines.join('\n');
 }
 

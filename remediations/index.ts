@@ -14,6 +14,7 @@ import { applyOutcome, decide, emptyState, judgeInterrupted, pauseActive, type D
 import { LadderMetrics } from './metrics.js';
 import { clearApproval, readApproval } from './approval.js';
 import { readPause } from './pause.js';
+import { maintenanceGate, maintenanceStatus, readMaintenance } from './maintenance.js';
 import { reexecSystemd } from './reexec.js';
 import { createRebootRequester } from './reboot-request.js';
 import { StateStore } from './state.js';
@@ -96,6 +97,8 @@ class LadderRemediator implements Remediator {
   private readonly commandTimeoutMs: number;
   private latest = new Map<string, CheckResult>();
   private pause: PauseState | null = null;
+  /** `nodemedic maintain` in progress (or failed), read before every decision like the pause. */
+  private maintenance: Awaited<ReturnType<typeof readMaintenance>> = { maintenance: null };
   private bootId: string | undefined;
   private started = false;
   private stopped = false;
@@ -244,9 +247,15 @@ class LadderRemediator implements Remediator {
   private async decideLocked(): Promise<void> {
     this.pause = await readPause(this.deps.config.stateDir);
     if (this.pause?.error) this.logger.error({ error: this.pause.error }, 'pause file unreadable: staying paused');
+    this.maintenance = await readMaintenance(this.deps.config.stateDir);
+    const gate = maintenanceGate(this.state.episode?.state === 'active', [...this.latest.values()], this.maintenance.maintenance);
+    if ('hold' in gate) {
+      [this.waitingFor, this.nextDecisionAt] = [gate.hold, null];
+      return;
+    }
     const policy = this.policy();
     const units: Record<string, UnitFacts | { error: string }> = {};
-    const results = [...this.latest.values()];
+    const results = gate.results;
     const proposed = this.state.proposal ?? null;
     const approval = await this.answerTo(proposed);
     let d: Decision;
@@ -468,6 +477,7 @@ class LadderRemediator implements Remediator {
     return {
       mode: policy.mode,
       paused: pauseActive(this.pause, now),
+      maintenance: maintenanceStatus(this.maintenance),
       pause: this.pause ? { since: iso(this.pause.since), until: iso(this.pause.until), reason: this.pause.reason, ...(this.pause.error ? { error: this.pause.error } : {}) } : null,
       episode: ep
         ? {

@@ -29,6 +29,9 @@ export const EVENT_REASONS = [
   'NodemedicReexecFailed',
   'NodemedicStepSkipped',
   'NodemedicApprovalRequired',
+  'NodemedicMaintenance',
+  'NodemedicMaintenanceDone',
+  'NodemedicMaintenanceFailed',
 ] as const;
 export type EventReason = (typeof EVENT_REASONS)[number];
 

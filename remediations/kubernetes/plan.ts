@@ -14,6 +14,16 @@ export type PlanPhase =
   | 'cordoning'
   /** Cordoned, evicting. */
   | 'draining'
+  /**
+   * `nodemedic maintain` only: drained, the operator's work (a command, the systemd upgrade) runs, then
+   * the node's health is awaited. The agent leaves this phase alone: the `maintain` process owns it.
+   */
+  | 'maintaining'
+  /**
+   * `nodemedic maintain` only: the work failed (or the node was not healthy after it). The node stays
+   * cordoned, the slot is released, and the plan stays until an operator runs `nodemedic uncordon`.
+   */
+  | 'maintenance-failed'
   /** Drained; `systemctl reboot` is being issued. */
   | 'rebooting'
   /** Booted again; waiting for the checks to be ok and the Node Ready. */
@@ -28,8 +38,8 @@ export interface RebootPlan {
   version: 1;
   episodeId: string;
   reason: string;
-  /** `agent` (the ladder) or `cli` (`nodemedic reboot`). */
-  origin: 'agent' | 'cli';
+  /** `agent` (the ladder), `cli` (`nodemedic reboot`) or `maintain` (`nodemedic maintain`). */
+  origin: 'agent' | 'cli' | 'maintain';
   node: string;
   phase: PlanPhase;
   /** `/proc/sys/kernel/random/boot_id` when the plan was made: a different one later means we rebooted. */
@@ -56,8 +66,31 @@ export interface RebootPlan {
     /** Time (ms) in which the API answered and the checks were judged, and were bad. Absent in old plans: 0. */
     judgedMs?: number;
   };
-  /** Why the episode ended badly, for `recovery-failed`. */
+  /** Why the episode ended badly, for `recovery-failed` and `maintenance-failed`. */
   failure?: string;
+  /**
+   * Present for `nodemedic maintain`, from the plan's creation until it is removed: while it is, the
+   * agent's ladder starts no episode for `checks` (remediations/maintenance.ts).
+   */
+  maintenance?: MaintenanceRecord;
+}
+
+/** What a `nodemedic maintain` records in its plan, for the agent and for people reading `/status`. */
+export interface MaintenanceRecord {
+  /** `--reason`, or a default naming the command. */
+  reason: string;
+  /** What is done, for display: the command line (argv joined with spaces), or `systemd upgrade`. */
+  work: string;
+  /** Who ran it (`operator/<user>`). */
+  by: string;
+  /** The check ids the maintenance disturbs: the agent starts no remediation episode for them. */
+  checks: string[];
+  /** Whether the node reboots after the work (then post-boot recovery ends the maintenance). */
+  reboot: boolean;
+  /** PID of the `nodemedic maintain` process: a plan whose process is gone is stale (`nodemedic uncordon` clears it). */
+  pid: number;
+  /** Where the work's output is kept (under `<stateDir>/evidence/`), once it started. */
+  log?: string;
 }
 
 export class PlanExistsError extends Error {

@@ -21,11 +21,12 @@ import { ConditionPublisher, desiredConditions, type RebootState } from './condi
 import { cordon, CORDONED_BY, markOf } from './cordon.js';
 import { drainPods, type DrainOutcome, type DrainProgress } from './drain.js';
 import { EventRecorder, type NodeEvent } from './events.js';
+import { publishMaintenanceCondition, type MaintenanceRequest } from './maintenance.js';
 import { isReady, windowGuard, type GuardVerdict } from './guards.js';
 import { monotonicNow, RebootLease, type Monotonic } from './lease.js';
 import { PlanExistsError, PlanStore, type RebootPlan } from './plan.js';
 import { planPods, describeBlocked } from './pods.js';
-import { checksOk, lookAtRecovery, type NodeLook } from './recovery.js';
+import { checksOk, lookAtRecovery, type NodeLook, type RecoveryLook } from './recovery.js';
 import { undo, type UndoDeps } from './undo.js';
 
 export const BOOT_ID_PATH = '/proc/sys/kernel/random/boot_id';
@@ -83,8 +84,13 @@ export interface DrainRebootRequest {
   episodeId: string;
   reason: string;
   dryRun: boolean;
-  /** `cli` for `nodemedic reboot`. Default `agent`. */
-  origin?: 'agent' | 'cli';
+  /** `cli` for `nodemedic reboot`, `maintain` for `nodemedic maintain`. Default `agent`. */
+  origin?: 'agent' | 'cli' | 'maintain';
+  /**
+   * `nodemedic maintain`: after the drain, the operator's work, then (with `reboot`) the reboot, or
+   * (without) the wait for the node's health, the uncordon and the slot's release (maintain()).
+   */
+  maintenance?: MaintenanceRequest;
   /** Pod-by-pod progress and step messages, for the CLI. */
   onProgress?: (p: DrainProgress | { type: 'step'; message: string }) => void;
 }
@@ -97,6 +103,8 @@ export interface DrainRebootResult {
   drain?: DrainOutcome;
   /** Worth trying again later while the trigger persists (refused, or failed before any reboot). */
   retry?: boolean;
+  /** A maintenance's work failed, or the node was not healthy after it: the node stays cordoned (plan `maintenance-failed`). */
+  maintenanceFailed?: boolean;
 }
 
 const DRAINING = new Set(['leasing', 'cordoning', 'draining']);
@@ -112,6 +120,8 @@ export class DrainRebootController implements DrainRebooter {
   private readonly mono: Monotonic;
   private inflight: Promise<unknown> | undefined;
   private drainAbort: AbortController | undefined;
+  /** Aborts a maintenance's work (its command is stopped) when the controller is stopped. */
+  private workAbort: AbortController | undefined;
   private recoveryTimer: NodeJS.Timeout | undefined;
   private lastResults: readonly CheckResult[] = [];
   private rebootState: RebootState | undefined;
@@ -294,7 +304,7 @@ export class DrainRebootController implements DrainRebooter {
 
   private async refuse(req: DrainRebootRequest, v: GuardVerdict & { ok: false }): Promise<DrainRebootResult> {
     this.rebootState = { required: true, reason: 'RebootRefused', message: `a reboot is needed (${req.reason}) but ${v.detail}` };
-    await this.event({ reason: 'NodemedicGuardRefused', type: 'Warning', message: `refused to drain and reboot (${req.reason}): ${v.detail}` });
+    await this.event({ reason: 'NodemedicGuardRefused', type: 'Warning', message: `refused to drain ${req.maintenance ? 'for maintenance' : 'and reboot'} (${req.reason}): ${v.detail}` });
     this.action('drain', 'skipped');
     return { result: 'skipped', detail: `refused: ${v.detail}`, refusedBy: v, retry: true };
   }
@@ -313,8 +323,11 @@ export class DrainRebootController implements DrainRebooter {
       }
       return { result: 'skipped', detail: `a drain-reboot is already in flight (episode ${existing.episodeId}, phase ${existing.phase})`, retry: true };
     }
-    if (!this.api || !this.lease) return this.withoutKubernetes(req);
-    this.rebootState = { required: true, reason: 'DrainRebootRequested', message: `nodemedic requested a drain and reboot: ${req.reason}` };
+    if (!this.api || !this.lease) {
+      if (req.maintenance) return { result: 'skipped', detail: 'maintenance drains the node first and needs Kubernetes access (kubernetes.kubeconfig)' };
+      return this.withoutKubernetes(req);
+    }
+    if (!req.maintenance) this.rebootState = { required: true, reason: 'DrainRebootRequested', message: `nodemedic requested a drain and reboot: ${req.reason}` };
     const api = this.api;
     const lease = this.lease;
 
@@ -332,7 +345,8 @@ export class DrainRebootController implements DrainRebooter {
       }
       for (const d of b.details) this.step(req, d);
       const podPlan = b.podPlan;
-      const detail = `dry run: would take a reboot lease, cordon ${this.node}, evict ${podPlan.evict.length} pods, delete ${podPlan.delete.length} finished pods, leave ${podPlan.keep.length} DaemonSet/mirror pods, and reboot`;
+      const then = req.maintenance ? `run ${req.maintenance.what}${req.maintenance.reboot ? ', and reboot' : ', wait for the node to be healthy, uncordon it and release the lease'}` : 'reboot';
+      const detail = `dry run: would take a reboot lease, cordon ${this.node}, evict ${podPlan.evict.length} pods, delete ${podPlan.delete.length} finished pods, leave ${podPlan.keep.length} DaemonSet/mirror pods, and ${then}`;
       await this.event({ reason: 'NodemedicDryRun', type: 'Normal', message: `${detail} (${req.reason})` });
       this.action('drain', 'dry_run');
       return { result: 'dry_run', detail };
@@ -340,6 +354,9 @@ export class DrainRebootController implements DrainRebooter {
 
     // ---- the plan, then the slot: written down before it is taken ----
     const plan = await this.newPlan(req, 'leasing', { kubernetes: true, cordon: { token: randomUUID(), ours: true } });
+    const m = req.maintenance;
+    // Written with the plan's first version: the agent's ladder holds back from here on.
+    if (m) plan.maintenance = { reason: req.reason, work: m.what, by: m.by, checks: [...m.checks], reboot: m.reboot, pid: process.pid, ...(m.log ? { log: m.log } : {}) };
     try {
       await this.store.create(plan);
       this.planCache = plan;
@@ -387,12 +404,18 @@ export class DrainRebootController implements DrainRebooter {
       this.drainAbort?.abort();
     });
     try {
-      const c = await cordon(api, this.node, { by: `agent/${this.node}`, token: plan.cordon!.token, reason: req.reason, at: plan.createdAt });
+      const c = await cordon(
+        api,
+        this.node,
+        { by: m ? m.by : `agent/${this.node}`, token: plan.cordon!.token, reason: m ? `nodemedic maintain: ${req.reason}` : req.reason, at: plan.createdAt },
+        // An operator's earlier cordon, even the same person's, stays theirs: never adopted, never undone.
+        m ? { adoptOwnMark: false } : {},
+      );
       if (c.state === 'already-cordoned') {
         plan.cordon = { token: plan.cordon!.token, ours: false, preexistingBy: c.by };
         this.step(req, `node ${this.node} was already cordoned by ${c.by}; nodemedic will never uncordon it`);
       } else {
-        await this.event({ reason: 'NodemedicCordon', type: 'Normal', message: `cordoned ${this.node} to drain and reboot it: ${req.reason}${c.state === 'adopted' ? ' (it carried an earlier cordon of this agent, now adopted)' : ''}` });
+        await this.event({ reason: 'NodemedicCordon', type: 'Normal', message: `cordoned ${this.node} to drain ${m ? `it for maintenance (${m.by})` : 'and reboot it'}: ${req.reason}${c.state === 'adopted' ? ' (it carried an earlier cordon of this agent, now adopted)' : ''}` });
         this.action('cordon', 'success');
       }
       plan.phase = 'draining';
@@ -434,7 +457,8 @@ export class DrainRebootController implements DrainRebooter {
     if (!drain.ok) {
       this.action('drain', 'failure');
       await this.event({ reason: 'NodemedicDrainFailed', type: 'Warning', message: `${drain.summary} (${req.reason})` });
-      const forced = drain.timedOut && this.r.drain.forceRebootAfterTimeout && !this.stopped;
+      // Maintenance never forces: its work needs a drained node.
+      const forced = drain.timedOut && this.r.drain.forceRebootAfterTimeout && !this.stopped && !m;
       if (!forced) {
         const why = drain.aborted ? (this.stopped ? 'the agent is stopping' : 'the reboot lease was lost') : drain.summary;
         return this.rollback(plan, why, 'failure', drain);
@@ -445,6 +469,8 @@ export class DrainRebootController implements DrainRebooter {
       await this.event({ reason: 'NodemedicDrainSucceeded', type: 'Normal', message: drain.summary });
     }
 
+    if (m) return this.maintain(plan, req, m, drain);
+
     // ---- reboot: confirm the slot (transient errors retried within the renewal deadline) ----
     if ((await lease.renew()) !== 'renewed') {
       return this.rollback(plan, `the reboot lease ${this.r.leaseNamespace}/${leaseName} is no longer ours (or could not be renewed within remediation.leaseDuration)`, 'failure', drain);
@@ -454,6 +480,107 @@ export class DrainRebootController implements DrainRebooter {
     if (!issued.ok) return this.rollback(plan, issued.detail, 'failure', drain);
     // The slot stays ours through the reboot; it is renewed until this process ends, then after the boot.
     return { result: 'success', detail: `${drain.summary}; ${issued.detail}`, drain };
+  }
+
+  /**
+   * `nodemedic maintain` after a successful drain: the work; then the reboot (`--reboot`: the agent's
+   * post-boot recovery finishes), or the wait until the trigger checks are ok and the Node is Ready
+   * (judged as after a reboot, recovery.ts), then uncordon and release. A failed work, a node not
+   * healthy within `recovery.timeout`, or a stop during either, leaves the node cordoned (plan
+   * `maintenance-failed`) with the reason in an Event and the `UnderMaintenance` condition. A stop
+   * reaches this only after the drain: what the work may have changed is not undone by an uncordon.
+   */
+  private async maintain(plan: RebootPlan, req: DrainRebootRequest, m: MaintenanceRequest, drain: DrainOutcome): Promise<DrainRebootResult> {
+    const api = this.api!;
+    plan.phase = 'maintaining';
+    try {
+      await this.savePlan(plan);
+    } catch (e) {
+      return this.rollback(plan, `cannot write the plan: ${(e as Error).message}`, 'failure', drain);
+    }
+    if (this.stopped) return this.rollback(plan, 'stopped before the maintenance work began', 'failure', drain);
+    // Renewal goes on during the work, but a lost slot no longer aborts anything: an upgrade is not cut half way.
+    this.lease?.startRenewing((why) => this.logger.error({ episode: req.episodeId }, `${why}; the maintenance goes on`));
+    await this.event({ reason: 'NodemedicMaintenance', type: 'Normal', message: `${m.by} is maintaining ${this.node}: ${m.what} (${req.reason})` });
+    await publishMaintenanceCondition(api, this.node, this.d.clock, this.logger, { status: 'True', reason: 'MaintenanceInProgress', message: `${m.by}: ${m.what} (${req.reason})` });
+    this.workAbort = new AbortController();
+    let w: { ok: boolean; detail: string };
+    try {
+      w = await m.work(this.workAbort.signal);
+    } catch (e) {
+      w = { ok: false, detail: `the work failed unexpectedly: ${(e as Error).message}` };
+    }
+    if (!w.ok) return this.maintenanceFailed(plan, req, m, w.detail);
+    this.step(req, w.detail);
+
+    if (m.reboot) {
+      if (this.stopped) return this.maintenanceFailed(plan, req, m, `${w.detail}; stopped before the reboot`);
+      if ((await this.lease!.renew()) !== 'renewed') return this.maintenanceFailed(plan, req, m, `${w.detail}; the reboot lease is no longer ours, so no reboot`);
+      const issued = await this.reboot(plan, req);
+      if (!issued.ok) return this.maintenanceFailed(plan, req, m, `${w.detail}; ${issued.detail}`);
+      return { result: 'success', detail: `${drain.summary}; ${w.detail}; ${issued.detail}`, drain };
+    }
+
+    const sinceMs = this.d.clock.now();
+    const timeoutMs = parseDuration(this.r.recovery.timeout);
+    const startedMono = this.mono();
+    this.step(req, `waiting for ${m.triggers.length ? `the trigger checks (${m.triggers.join(', ')}) to be ok and ` : ''}the Node to be Ready (up to remediation.recovery.timeout, ${this.r.recovery.timeout})`);
+    let look: RecoveryLook = { kind: 'unknown', why: 'not looked yet', apiUnreachable: false };
+    while (!this.stopped) {
+      let node: NodeLook;
+      try {
+        node = { ready: isReady(await api.getNode(this.node)) };
+      } catch (e) {
+        node = { error: (e as Error).message };
+      }
+      let results: readonly CheckResult[] = [];
+      try {
+        results = await m.checkNow();
+      } catch (e) {
+        this.logger.warn({ err: (e as Error).message }, 'cannot run the trigger checks');
+      }
+      if (m.triggers.length) look = lookAtRecovery(results, m.triggers, sinceMs, node);
+      else if ('error' in node) look = { kind: 'unknown', why: `cannot read the Node (${node.error})`, apiUnreachable: true };
+      else look = node.ready ? { kind: 'healthy' } : { kind: 'bad', why: 'the Node is not Ready' };
+      if (look.kind === 'healthy') break;
+      if (this.mono() - startedMono >= timeoutMs) break;
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, m.pollMs ?? 2000);
+        this.workAbort?.signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+      });
+    }
+    if (look.kind !== 'healthy') {
+      const why = this.stopped ? `stopped while waiting for the node to be healthy (${look.why})` : `not healthy within remediation.recovery.timeout (${this.r.recovery.timeout}) after the work: ${look.why}`;
+      return this.maintenanceFailed(plan, req, m, `${w.detail}; ${why}`);
+    }
+    let notes: string[];
+    try {
+      notes = await undo(this.undoDeps, plan, `maintenance done (${m.what}; ${req.reason})`);
+      this.planCache = undefined;
+    } catch (e) {
+      return this.maintenanceFailed(plan, req, m, `${w.detail}; healthy, but cannot uncordon or release the lease: ${(e as Error).message}`);
+    }
+    const detail = `${drain.summary}; ${w.detail}; healthy (trigger checks ok, Node Ready)${notes.length ? `; ${notes.join(', ')}` : ''}`;
+    await this.event({ reason: 'NodemedicMaintenanceDone', type: 'Normal', message: `maintenance of ${this.node} done (${m.what}; ${req.reason}): ${notes.join(', ') || 'nothing to undo'}` });
+    await publishMaintenanceCondition(api, this.node, this.d.clock, this.logger, { status: 'False', reason: 'MaintenanceDone', message: `${m.by}: ${m.what} (${req.reason}) done` });
+    return { result: 'success', detail, drain };
+  }
+
+  /** The node stays cordoned (its state after the work is unknown); the slot goes to the next node; the plan stays. */
+  private async maintenanceFailed(plan: RebootPlan, req: DrainRebootRequest, m: MaintenanceRequest, why: string): Promise<DrainRebootResult> {
+    plan.phase = 'maintenance-failed';
+    plan.failure = why;
+    await this.savePlan(plan).catch((e: unknown) => this.logger.error({ err: (e as Error).message }, 'cannot write the plan'));
+    this.lease?.stopRenewing();
+    try {
+      await this.lease?.release();
+    } catch (e) {
+      this.logger.warn({ err: (e as Error).message }, 'cannot release the reboot lease');
+    }
+    const msg = `maintenance of ${this.node} failed (${m.what}; ${req.reason}): ${why}; it stays cordoned; fix it, then run \`nodemedic uncordon\``;
+    await this.event({ reason: 'NodemedicMaintenanceFailed', type: 'Warning', message: msg });
+    if (this.api) await publishMaintenanceCondition(this.api, this.node, this.d.clock, this.logger, { status: 'True', reason: 'MaintenanceFailed', message: msg });
+    return { result: 'failure', detail: `${why}; ${this.node} stays cordoned`, maintenanceFailed: true };
   }
 
   /** Persists the `rebooting` phase, then runs `systemctl reboot` through the host (and its command prefix). */
@@ -707,6 +834,7 @@ export class DrainRebootController implements DrainRebooter {
     const msg = `${this.node} ${plan.failure}; it stays cordoned and no second reboot will be tried; fix it, then run \`nodemedic uncordon\``;
     this.rebootState = { required: true, reason: 'RecoveryFailed', message: msg };
     await this.event({ reason: 'NodemedicRecoveryFailed', type: 'Warning', message: msg });
+    if (plan.maintenance && this.api) await publishMaintenanceCondition(this.api, this.node, this.d.clock, this.logger, { status: 'True', reason: 'MaintenanceFailed', message: msg });
     this.action('uncordon', 'skipped');
     try {
       // The node stays cordoned (it is out of the storm guard's count anyway); the slot goes to the next node.
@@ -734,6 +862,9 @@ export class DrainRebootController implements DrainRebooter {
     const detail = `${this.node} recovered after the reboot${notes.length ? ` (${notes.join(', ')})` : ''}`;
     this.rebootState = { required: false, reason: 'Recovered', message: detail };
     await this.event({ reason: 'NodemedicRecovered', type: 'Normal', message: `${detail}; episode ${plan.episodeId}` });
+    if (plan.maintenance && this.api) {
+      await publishMaintenanceCondition(this.api, this.node, this.d.clock, this.logger, { status: 'False', reason: 'MaintenanceDone', message: `${plan.maintenance.by}: ${plan.maintenance.work} (${plan.maintenance.reason}) done; healthy after the reboot` });
+    }
     this.d.onEpisodeEnd?.({ episodeId: plan.episodeId, outcome: 'recovered', detail });
     await this.publish();
   }
@@ -796,7 +927,7 @@ export class DrainRebootController implements DrainRebooter {
     if (plan.phase === 'recovering' || plan.phase === 'rebooting' || plan.phase === 'recovery-failed') {
       this.planCache = plan;
       await this.advance(plan, false);
-    } else if (DRAINING.has(plan.phase)) {
+    } else if (DRAINING.has(plan.phase) && !plan.maintenance) {
       this.rebootState = { required: true, reason: 'DrainRebootRequested', message: `a drain-reboot is in flight (episode ${plan.episodeId}, ${plan.origin}, phase ${plan.phase})` };
     }
   }
@@ -864,6 +995,7 @@ export class DrainRebootController implements DrainRebooter {
     this.stopped = true;
     this.stopRecoveryTimer();
     this.drainAbort?.abort();
+    this.workAbort?.abort();
     if (this.inflight) {
       // Within systemd's TimeoutStopSec (30 s); what is left undone is in the plan for the next start.
       await Promise.race([this.inflight, new Promise((r) => setTimeout(r, 25_000).unref())]);

@@ -6,6 +6,7 @@ import type { CheckResult } from '../checks/types.js';
 import { remediationDefaults } from '../remediations/config.js';
 import { applyOutcome, decide, emptyState, type LadderPolicy, type Observed } from '../remediations/decide.js';
 import type { ApprovalAnswer, LadderState, UnitFacts } from '../remediations/types.js';
+import { testPolicy } from './helpers/ladder-policy.js';
 
 const S = 1000;
 const MIN = 60 * S;
@@ -13,24 +14,8 @@ const T0 = Date.parse('2026-11-27T10:00:00Z');
 const old: UnitFacts = { loadState: 'loaded', activeState: 'active', lastStartMs: T0 - 86_400_000 };
 const UNITS = { kubelet: old, docker: old, containerd: old };
 
-function policy(over: Partial<LadderPolicy> = {}): LadderPolicy {
-  return {
-    mode: 'approve',
-    graceMs: 1 * MIN,
-    settleMs: 2 * MIN,
-    triggers: remediationDefaults.triggers,
-    steps: ['restart-kubelet', 'drain-reboot'],
-    firstStep: {},
-    restartsPerHour: 3,
-    rebootsPerDay: 1,
-    allowRuntimeRestartWithoutLiveRestore: false,
-    units: { kubelet: 'kubelet', docker: 'docker', containerd: 'containerd' },
-    pause: null,
-    approvalSteps: ['reexec-systemd', 'drain-reboot'],
-    approvalExpiryMs: 30 * MIN,
-    ...over,
-  };
-}
+const policy = (over: Partial<LadderPolicy> = {}): LadderPolicy =>
+  testPolicy({ mode: 'approve', steps: ['restart-kubelet', 'drain-reboot'], approvalSteps: ['reexec-systemd', 'drain-reboot'], approvalExpiryMs: 30 * MIN, ...over });
 
 const pleg = (at: number, status: 'ok' | 'problem'): CheckResult[] => [
   { check: 'pleg', status, reason: status === 'ok' ? 'PLEGHealthy' : 'PLEGUnhealthy', message: 'pleg', observedAt: new Date(at).toISOString(), durationSeconds: 0 },

@@ -15,28 +15,14 @@ import {
   type Observed,
 } from '../remediations/decide.js';
 import type { ActionRecord, LadderState, UnitFacts } from '../remediations/types.js';
+import { testPolicy } from './helpers/ladder-policy.js';
 
 const S = 1000;
 const MIN = 60 * S;
 const HOUR = 60 * MIN;
 const T0 = Date.parse('2026-11-27T10:00:00Z');
 
-function policy(over: Partial<LadderPolicy> = {}): LadderPolicy {
-  return {
-    mode: 'enforce',
-    graceMs: 1 * MIN,
-    settleMs: 2 * MIN,
-    triggers: remediationDefaults.triggers,
-    steps: remediationDefaults.steps,
-    firstStep: {},
-    restartsPerHour: 3,
-    rebootsPerDay: 1,
-    allowRuntimeRestartWithoutLiveRestore: false,
-    units: { kubelet: 'kubelet', docker: 'docker', containerd: 'containerd' },
-    pause: null,
-    ...over,
-  };
-}
+const policy = testPolicy;
 
 function res(check: string, status: CheckStatus, at: number, reason?: string, evidence: Record<string, unknown> = {}): CheckResult {
   return {

@@ -17,7 +17,8 @@ import { formatDuration, parseDuration } from '../platform/duration.js';
 import { monotonicNow } from '../platform/clock.js';
 import type { Host } from '../platform/host.js';
 import { noKubernetesAccess, preconnect } from './kube-check.js';
-import { unknown, type BaseCheckOptions, type CheckDefinition, type Finding } from './types.js';
+import { publishNetwork, withdrawNetwork } from './network-view.js';
+import { unknown, type BaseCheckOptions, type Check, type CheckDefinition, type Finding } from './types.js';
 
 export interface NetworkOptions extends BaseCheckOptions {
   /**
@@ -556,40 +557,50 @@ export const networkCheck: CheckDefinition<NetworkOptions> = {
   hostPathOptions: ['procRoot', 'sysRoot'],
   // `start` connects ahead; should that have failed, the first run loads client-node itself (seconds on a busy node).
   runTimeoutMs: (o) => parseDuration(o.timeout) + 5000,
-  create(options, { host, kube }) {
+  create(options, { host, kube, nodeName }) {
     const timeoutMs = parseDuration(options.timeout);
     const strip = (p: string): string => p.replace(/\/+$/, '');
     const probeOpts: ProbeOptions = { timeoutMs, procRoot: strip(options.procRoot), sysRoot: strip(options.sysRoot) };
     const history: ProbeOutcome[] = [];
-    return {
+    /** One probe, its verdict. */
+    async function assess(signal: AbortSignal): Promise<Finding> {
+      let url = options.apiServer;
+      let source = 'checks.network.apiServer';
+      if (!url) {
+        if (!kube) return noKubernetesAccess();
+        try {
+          const access = await kube.get();
+          if (!access) return noKubernetesAccess();
+          url = access.api.server;
+          source = access.source;
+        } catch (e) {
+          return unknown('KubernetesConfigError', (e as Error).message);
+        }
+      }
+      let t: Target;
+      try {
+        t = target(url, options.healthPath);
+      } catch (e) {
+        return unknown('KubernetesConfigError', `${source}: API server URL ${JSON.stringify(url)}: ${(e as Error).message}`);
+      }
+      const report = await probe(host, t, source, probeOpts, signal);
+      const failed = report.steps.find((s) => s.result === 'failed' || s.result === 'timeout');
+      history.push({ reachable: report.httpStatus !== undefined, ...(report.httpStatus === undefined && failed ? { failedStep: failed.step } : {}) });
+      while (history.length > options.probeHistory) history.shift();
+      return judgeProbe(report, history, timeoutMs);
+    }
+    const check: Check = {
       id: 'network',
       start: () => (options.apiServer ? undefined : preconnect(kube)),
+      // A stopped (disabled, reconfigured) check leaves no stale finding in node-ready's evidence.
+      stop: () => withdrawNetwork(nodeName, check),
       async run(signal): Promise<Finding> {
-        let url = options.apiServer;
-        let source = 'checks.network.apiServer';
-        if (!url) {
-          if (!kube) return noKubernetesAccess();
-          try {
-            const access = await kube.get();
-            if (!access) return noKubernetesAccess();
-            url = access.api.server;
-            source = access.source;
-          } catch (e) {
-            return unknown('KubernetesConfigError', (e as Error).message);
-          }
-        }
-        let t: Target;
-        try {
-          t = target(url, options.healthPath);
-        } catch (e) {
-          return unknown('KubernetesConfigError', `${source}: API server URL ${JSON.stringify(url)}: ${(e as Error).message}`);
-        }
-        const report = await probe(host, t, source, probeOpts, signal);
-        const failed = report.steps.find((s) => s.result === 'failed' || s.result === 'timeout');
-        history.push({ reachable: report.httpStatus !== undefined, ...(report.httpStatus === undefined && failed ? { failedStep: failed.step } : {}) });
-        while (history.length > options.probeHistory) history.shift();
-        return judgeProbe(report, history, timeoutMs);
+        const f = await assess(signal);
+        // Shared with node-ready's problems (checks/network-view.ts): what this node's path looked like when it last probed.
+        publishNetwork(nodeName, check, f, host.clock.now());
+        return f;
       },
     };
+    return check;
   },
 };

@@ -7,6 +7,7 @@
 import type { V1Node, V1NodeCondition } from '@kubernetes/client-node';
 import { formatDuration, parseDuration } from '../platform/duration.js';
 import { clusterCache, isoTime, timeMs, warmUp, withKubeApi } from './kube-check.js';
+import { withNetworkEvidence } from './network-view.js';
 import { withOvercommitEvidence } from './node-overcommit.js';
 import { unknown, type BaseCheckOptions, type CheckDefinition, type Finding } from './types.js';
 
@@ -117,8 +118,9 @@ export const nodeReadyCheck: CheckDefinition<NodeReadyOptions> = {
           const ready = node.status?.conditions?.find((c) => c.type === 'Ready');
           if (ready && ready.status !== 'True') firstSeenNotReady ??= now;
           else firstSeenNotReady = undefined;
-          // A NotReady node's problem carries its overcommit (checks/node-overcommit.ts): was it oversold?
-          return withOvercommitEvidence(judgeNode(node, now, notReadyForMs, firstSeenNotReady), nodeName);
+          // A NotReady node's problem carries its overcommit (checks/node-overcommit.ts: was it oversold?)
+          // and the network check's latest finding (checks/network-view.ts: could it reach the control plane?).
+          return withNetworkEvidence(await withOvercommitEvidence(judgeNode(node, now, notReadyForMs, firstSeenNotReady), nodeName), nodeName);
         });
       },
     };

@@ -1,12 +1,13 @@
 /**
  * The `network` check: its parsers on real tables (test/fixtures/network), its verdicts, the probe on
  * loopback against a fake API server's health endpoints, and the whole CLI inside network namespaces
- * the test makes (a veth pair between a "node" and an "API server" namespace, nothing else in either).
+ * the test makes (a veth pair between a "node" and an "API server" namespace, nothing else in either),
+ * the API server named by a host name where the node namespace's resolver is silent, absent or says NXDOMAIN.
  */
 import t from 'tap';
 import { execFile, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, rmdir, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createTcpServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -34,6 +35,7 @@ import type { KubeAccess, KubeAccessSource } from '../platform/kube-client.js';
 import { RealHost } from '../platform/host.js';
 import { until } from './fake-apiserver/harness.js';
 import { makeCertificate, startHealthServer } from './harness/fake-apiserver-health.js';
+import { startNxdomainServer } from './harness/fake-dns.js';
 import { requireBuilt } from './helpers/built.js';
 import { CLI, untapped } from './helpers/cli.js';
 
@@ -267,13 +269,42 @@ function inTime(t: Tap.Test, r: { durationSeconds: number }): void {
   t.ok(r.durationSeconds <= TIMEOUT_S + 0.5, `within the check's timeout (${r.durationSeconds}s)`);
 }
 
-/** Namespaces an earlier run of this test left when it was killed (its teardown never ran). */
+/** `ip netns exec NS` bind-mounts each file of /etc/netns/NS over its namesake in /etc (ip-netns(8)). */
+const NETNS_ETC = '/etc/netns';
+const API_NAME = 'api.cluster.test';
+
+/** Namespaces (and their /etc/netns files) an earlier run of this test left when it was killed (its teardown never ran). */
 async function removeStaleNamespaces(): Promise<void> {
   for (const line of (await ip('netns', 'list')).split('\n')) {
     const m = /^(nm-net-(\d+)-\S+)/.exec(line);
     if (!m || existsSync(`/proc/${m[2]}`)) continue;
     await ip('netns', 'del', m[1]!).catch(() => undefined);
   }
+  for (const name of await readdir(NETNS_ETC).catch(() => [])) {
+    const m = /^nm-net-(\d+)-/.exec(name);
+    if (m && !existsSync(`/proc/${m[1]}`)) await rm(join(NETNS_ETC, name), { recursive: true, force: true });
+  }
+  await rmdir(NETNS_ETC).catch(() => undefined);
+}
+
+/**
+ * The node namespace's own /etc/resolv.conf, naming `nameserver` (an address inside the test's
+ * namespaces): the CLI run there resolves through it, nothing else on the machine sees it. Removed
+ * after the case, /etc/netns too when nothing else is in it.
+ */
+async function resolvConf(t: Tap.Test, ns: string, nameserver: string): Promise<string> {
+  const dir = join(NETNS_ETC, ns);
+  await mkdir(dir, { recursive: true });
+  t.teardown(async () => {
+    await rm(dir, { recursive: true, force: true });
+    await rmdir(NETNS_ETC).catch(() => undefined);
+  });
+  await writeFile(join(dir, 'resolv.conf'), `nameserver ${nameserver}\n`);
+  const config = join(await tempDir(t), 'config.yaml');
+  await writeFile(config, `checks:\n  network: { apiServer: "https://${API_NAME}:6443", timeout: ${TIMEOUT_S}s }\n`);
+  // The CLI in the namespace sees this file as /etc/resolv.conf.
+  t.equal((await run('ip', ['netns', 'exec', ns, 'cat', '/etc/resolv.conf'], { timeout: 10_000 })).stdout, `nameserver ${nameserver}\n`, "the node namespace's resolv.conf");
+  return config;
 }
 
 t.test('in network namespaces the test made', async (t) => {
@@ -344,6 +375,54 @@ t.test('in network namespaces the test made', async (t) => {
     t.match(step(result, 'interface'), { result: 'ok' });
     t.match(step(result, 'tcp'), { result: 'failed', code: 'ECONNREFUSED' });
     t.notOk('nodeFaults' in (result.evidence ?? {}), 'nothing wrong on the node side');
+    inTime(t, result);
+  });
+
+  // The API server by name. The resolver's address is inside the test's namespaces, which hold nothing
+  // but their veth pair and loopback: no query can go anywhere else.
+  t.test('by name, the resolver answering nothing at all (its queries dropped): problem at the resolve step, within the timeout', async (t) => {
+    const { node, api } = await namespaces(t);
+    // Routed to the api namespace by the node's default route, and swallowed there without an ICMP
+    // error (a blackhole route), whether that namespace forwards or not: a resolver that never answers.
+    const silent = '203.0.113.53';
+    await ip('-n', api, 'route', 'add', 'blackhole', `${silent}/32`);
+    const config = await resolvConf(t, node, silent);
+    const { code, result } = await checkIn(node, config);
+    t.equal(code, 1);
+    t.match(result, { status: 'problem', reason: 'NetworkUnavailable', evidence: { failedStep: 'resolve', nodeFaults: [{ step: 'resolve' }] } });
+    t.match(result.message, `this node cannot reach the API server https://${API_NAME}:6443: resolve: no resolver answered for ${API_NAME}`);
+    t.match(step(result, 'resolve'), { result: 'timeout' });
+    t.match(step(result, 'route'), { result: 'ok', detail: `default route via ${GATEWAY} dev vnode` });
+    t.match(step(result, 'tcp'), { result: 'skipped', detail: 'no address to connect to' });
+    inTime(t, result);
+  });
+
+  t.test("by name, nothing listening at the resolver's address (port unreachable): problem at the resolve step", async (t) => {
+    const { node } = await namespaces(t);
+    const config = await resolvConf(t, node, GATEWAY);
+    const { code, result } = await checkIn(node, config);
+    t.equal(code, 1);
+    t.match(result, { status: 'problem', reason: 'NetworkUnavailable', evidence: { failedStep: 'resolve', nodeFaults: [{ step: 'resolve', detail: new RegExp(`^no resolver answered for ${API_NAME} \\(ECONNREFUSED\\)$`) }] } });
+    t.match(step(result, 'resolve'), { result: 'failed', code: 'ECONNREFUSED' });
+    inTime(t, result);
+  });
+
+  t.test('by name, the resolver answering NXDOMAIN: the node\'s network is not called broken for that alone', async (t) => {
+    const { node, api } = await namespaces(t);
+    const dns = await startNxdomainServer(t, { host: GATEWAY, prefix: ['ip', 'netns', 'exec', api] });
+    const config = await resolvConf(t, node, GATEWAY);
+    const { code, result } = await checkIn(node, config);
+    t.match(await dns.query(1), new RegExp(`^QUERY ${API_NAME.replace(/\./g, '\\.')} (1|28)$`), 'the resolver was asked for the name');
+    // The issue's rule: a problem only when the resolver answers nothing at all. It answered "no such
+    // name": the node's path to it works; the name is the cluster's, so the verdict is the API's side.
+    t.equal(code, 2);
+    t.match(result, { status: 'unknown', reason: 'ApiUnreachable', evidence: { failedStep: 'resolve' } });
+    t.notOk('nodeFaults' in (result.evidence ?? {}), 'nothing wrong on the node side');
+    t.match(result.message, `API server https://${API_NAME}:6443 not reachable (resolve: the resolver answered that ${API_NAME} cannot be resolved (ENOTFOUND))`);
+    t.match(step(result, 'resolve'), { result: 'failed', code: 'ENOTFOUND' });
+    t.match(step(result, 'route'), { result: 'ok', detail: `default route via ${GATEWAY} dev vnode` });
+    t.match(step(result, 'interface'), { result: 'ok', detail: 'vnode is up' });
+    t.match(step(result, 'tcp'), { result: 'skipped' });
     inTime(t, result);
   });
 });

@@ -178,6 +178,9 @@ export function interfaceState(operstate: string, flags: string): InterfaceState
   return { operstate: op, adminUp, up: adminUp && !NOT_PASSING.has(op) };
 }
 
+/** A `dns.lookup` (getaddrinfo, on a libuv thread) is running; see the resolve step. Process-wide. */
+let lookupInFlight = false;
+
 /**
  * Whether a failed lookup means the resolver answered ("no such name", "server failure": it was
  * reached, so the node's path to it works) or answered nothing at all (timeout, refused, no resolver).
@@ -367,8 +370,15 @@ async function probe(host: Host, t: Target, source: string, opts: ProbeOptions, 
   let addresses: string[] = [];
   await timed('resolve', async () => {
     if (address) return { result: 'skipped', detail: `${t.hostname} is an address` };
+    // A getaddrinfo left behind by an earlier probe (a silent resolver: 5 s per try and server) still
+    // holds a libuv thread, which statfs and file reads share: never start a second one beside it.
+    if (lookupInFlight) return await resolverSilence(t.hostname, 'an earlier lookup has not returned');
     try {
-      const all = await within(left(), signal, dns.lookup(t.hostname, { all: true }), () => undefined);
+      lookupInFlight = true;
+      const lookup = dns.lookup(t.hostname, { all: true }).finally(() => {
+        lookupInFlight = false;
+      });
+      const all = await within(left(), signal, lookup, () => undefined);
       if (all === undefined) return await resolverSilence(t.hostname, 'lookup timed out');
       addresses = all.map((a: LookupAddress) => a.address);
       address = addresses[0];

@@ -101,6 +101,18 @@ t.test('nodemedic maintain against the fake API server and a systemd namespace',
     t.same(reasons, ['NodemedicCordon', 'NodemedicDrainStarted', 'NodemedicDrainSucceeded', 'NodemedicMaintenance', 'NodemedicUncordon', 'NodemedicMaintenanceDone']);
   });
 
+  await t.test('--dry-run: the guards and the drain plan are reported; nothing cordoned, no slot, the command never runs; exit 0', async (t) => {
+    const from = c.fake.requests.length;
+    const ran = join(s.dir, 'dry-run-ran');
+    const r = await maintain(config, ['--dry-run', '--', '/bin/sh', '-c', `touch ${ran}`]);
+    t.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    // (web-0 and web-1 went with the first maintenance: the plan has the DaemonSet pod only.)
+    t.match(r.stdout, /summary: dry_run: dry run: would take a reboot lease, cordon scenario-maintain, evict 0 pods, .*leave 1 DaemonSet\/mirror pods/);
+    t.same(nodePatches(c, from), [], 'no write to the Node');
+    t.notOk(c.fake.requests.slice(from).some((x) => x.path.includes('/leases') && x.method !== 'GET'), 'no Lease written');
+    t.notOk(existsSync(ran), 'the command did not run');
+  });
+
   await t.test('the capacity guard refuses: nothing cordoned, the command never runs, exit 1', async (t) => {
     c.fake.addPod(makePod({ name: 'big-0', node: SELF, requests: { cpu: '64', memory: '1Gi' } }));
     const from = c.fake.requests.length;

@@ -114,8 +114,12 @@ export interface ClusterCache<T> {
  */
 export function clusterCache<T extends Meta>(collection: Collection): ClusterCache<T> {
   let held: { api: KubeApi; r: Reflector<T> } | undefined;
+  // A read that comes after release (a warm-up still connecting when the check was stopped) must not
+  // acquire again: nothing would ever release that cache, and its watch would run on for good.
+  let released = false;
   return {
     read(api, signal) {
+      if (released) return Promise.reject(new Error(`the ${collection.resource} cache of a stopped check`));
       if (held && held.api !== api) void releaseReflector(held.api, held.r);
       if (!held || held.api !== api) held = { api, r: acquireReflector<T>(api, collection) };
       return held.r.read(signal);
@@ -124,6 +128,7 @@ export function clusterCache<T extends Meta>(collection: Collection): ClusterCac
       held?.r.rewatch();
     },
     async release() {
+      released = true;
       const h = held;
       held = undefined;
       if (h) await releaseReflector(h.api, h.r);

@@ -92,3 +92,19 @@ t.test('watch forbidden (RBAC without watch): jittered polling, said on /status,
   t.ok(lists() > before, 'through a list');
   t.equal(fake.requests.filter((r) => r.query.get('watch') === 'true' && r.status === 200).length, 0, 'no watch was served');
 });
+
+t.test('a check stopped before its warm-up connected leaves no cache behind (no watch runs on for good)', async (t) => {
+  const { fake, kubeconfig } = await startFakeCluster(t);
+  fake.addNode(nodeWithReady(NODE, { now: Date.now(), status: 'True', sinceAgoMs: 3600_000 }));
+  const kube = lazyKubeAccess(kubeconfig, { requestTimeoutMs: 5000 });
+  const check = nodeReadyCheck.create({ ...nodeReadyCheck.defaults, timeout: '10s' }, { host: new RealHost({ clock: systemClock }), logger: pino({ level: 'silent' }), nodeName: NODE, kube });
+  // start() warms the cache up once client-node is loaded and the kubeconfig read; stop() comes first.
+  const starting = check.start?.();
+  await check.stop?.();
+  await starting;
+  // The warm-up has now run its course: with the fix it found the cache released and acquired nothing.
+  await kube.get().catch(() => undefined);
+  await new Promise((r) => setImmediate(r));
+  t.same(clusterViewStatus().filter((s) => s.server === fake.url), [], 'no cache of the stopped check is live');
+  t.equal(fake.requests.filter((r) => r.query.get('watch')).length, 0, 'and the server saw no watch');
+});

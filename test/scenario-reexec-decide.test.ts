@@ -2,8 +2,8 @@
 // walks from reexec-systemd (no kubelet or runtime restart), otherwise it never sees the step; its own
 // daily budget; dry-run; insertion when PID 1 turns out to be the cause mid-episode; a crash mid-step.
 import t from 'tap';
+import { testPolicy } from './helpers/ladder-policy.js';
 import type { CheckResult, CheckStatus } from '../checks/types.js';
-import { remediationDefaults } from '../remediations/config.js';
 import { applyOutcome, decide, emptyState, judgeInterrupted, pid1Cause, type Decision, type LadderPolicy } from '../remediations/decide.js';
 import { parseState } from '../remediations/state.js';
 import type { LadderState, UnitFacts } from '../remediations/types.js';
@@ -11,23 +11,7 @@ import type { LadderState, UnitFacts } from '../remediations/types.js';
 const MIN = 60_000;
 const T0 = Date.parse('2026-12-05T10:00:00Z');
 
-function policy(over: Partial<LadderPolicy> = {}): LadderPolicy {
-  return {
-    mode: 'enforce',
-    graceMs: MIN,
-    settleMs: 2 * MIN,
-    triggers: remediationDefaults.triggers,
-    steps: remediationDefaults.steps,
-    firstStep: {},
-    restartsPerHour: 3,
-    rebootsPerDay: 1,
-    reexecsPerDay: 2,
-    allowRuntimeRestartWithoutLiveRestore: false,
-    units: { kubelet: 'kubelet', docker: 'docker', containerd: 'containerd' },
-    pause: null,
-    ...over,
-  };
-}
+const policy = (over: Partial<LadderPolicy> = {}): LadderPolicy => testPolicy({ reexecsPerDay: 2, ...over });
 
 type Spec = [CheckStatus, string?, Record<string, unknown>?];
 function sweep(at: number, over: Record<string, Spec> = {}): CheckResult[] {

@@ -4,12 +4,11 @@
  * a test can start it inside a network namespace (`prefix: ['ip', 'netns', 'exec', NAME]`) and stop
  * it as an outage would: the process gone, the address still there.
  */
-import { spawn } from 'node:child_process';
 import { execFile } from 'node:child_process';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { untapped } from '../helpers/cli.js';
+import { startLineServer } from './line-server.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const FAKE_HEALTH_SCRIPT = resolve(here, '../fixtures/fake-apiserver-health.mjs');
@@ -44,40 +43,8 @@ export async function startHealthServer(
   t: Tap,
   opts: { host: string; port?: number; cert: string; key: string; prefix?: readonly string[] },
 ): Promise<HealthServer> {
-  const argv = [...(opts.prefix ?? []), ...untapped([process.execPath, FAKE_HEALTH_SCRIPT, '--host', opts.host, '--port', String(opts.port ?? 0), '--cert', opts.cert, '--key', opts.key])];
-  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
-  const requests: string[] = [];
-  const waiting: { n: number; resolve(line: string): void }[] = [];
-  let stderr = '';
-  child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const port = await new Promise<number>((resolvePort, reject) => {
-    let buf = '';
-    child.stdout.on('data', (b: Buffer) => {
-      buf += b.toString();
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        const m = /^listening .*:(\d+)$/.exec(line);
-        if (m) resolvePort(Number(m[1]));
-        else {
-          requests.push(line);
-          for (const w of waiting.filter((x) => x.n <= requests.length)) {
-            waiting.splice(waiting.indexOf(w), 1);
-            w.resolve(requests[w.n - 1]!);
-          }
-        }
-      }
-    });
-    void exited.then(() => reject(new Error(`the fake API server exited before listening: ${stderr.trim()}`)));
-  });
-  const stop = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    await exited;
-  };
-  t.teardown(stop);
-  const request = (n: number): Promise<string> =>
-    n <= requests.length ? Promise.resolve(requests[n - 1]!) : new Promise((r) => waiting.push({ n, resolve: r }));
-  return { port, requests, request, exited, stop };
+  const args = ['--host', opts.host, '--port', String(opts.port ?? 0), '--cert', opts.cert, '--key', opts.key];
+  const srv = await startLineServer(t, 'the fake API server', FAKE_HEALTH_SCRIPT, args, opts.prefix);
+  const port = Number(/:(\d+)$/.exec(srv.listening)?.[1]);
+  return { port, requests: srv.lines, request: srv.line, exited: srv.exited, stop: srv.stop };
 }

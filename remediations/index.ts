@@ -317,12 +317,19 @@ class LadderRemediator implements Remediator {
     return (await this.rebooter.approvalFromCluster?.(p.id)) ?? null;
   }
 
+  /**
+   * The evidence bundle before an action or a proposal, or why there is none. Journals from before
+   * the episode: the lines that made the triggers fail came before grace ended.
+   */
+  private async collectEvidence(label: string, episodeId: string, reason: string, at: number): Promise<{ path?: string | undefined; error?: string | undefined }> {
+    if (!this.deps.config.remediation.evidence.enabled) return { path: undefined, error: 'off (remediation.evidence.enabled: false)' };
+    const since = (this.state.episode?.startedAt ?? at) - EVIDENCE_LOOKBACK_MS;
+    return this.evidence.collect({ label, sinceMs: since, episodeId, reason });
+  }
+
   /** A new proposal: its evidence first (what a person decides on), then shown on the Node; judged again when it lapses. */
   private async propose(p: Proposal): Promise<void> {
-    const since = (this.state.episode?.startedAt ?? p.proposedAt) - EVIDENCE_LOOKBACK_MS;
-    const evidence = this.deps.config.remediation.evidence.enabled
-      ? await this.evidence.collect({ label: `proposal-${p.step}`, sinceMs: since, episodeId: p.episodeId, reason: p.reason })
-      : { path: undefined, error: 'off (remediation.evidence.enabled: false)' };
+    const evidence = await this.collectEvidence(`proposal-${p.step}`, p.episodeId, p.reason, p.proposedAt);
     this.proposalEvidence = evidence.path ?? null;
     await this.rebooter.proposal?.(p, evidence.path);
     this.logger.warn(
@@ -384,11 +391,7 @@ class LadderRemediator implements Remediator {
   private async carryOut(a: ActionRecord): Promise<void> {
     let outcome: ActionOutcome;
     let threw = false;
-    // Journals from before the episode: the lines that made the triggers fail came before grace ended.
-    const since = (this.state.episode?.startedAt ?? a.intentAt) - EVIDENCE_LOOKBACK_MS;
-    const evidence = this.deps.config.remediation.evidence.enabled
-      ? await this.evidence.collect({ label: a.step, sinceMs: since, episodeId: a.episodeId, reason: a.reason })
-      : { path: undefined, error: 'off (remediation.evidence.enabled: false)' };
+    const evidence = await this.collectEvidence(a.step, a.episodeId, a.reason, a.intentAt);
     try {
       // The reason travels into the drain-reboot's Events and cordon annotation: name the bundle there.
       outcome = await this.execute(evidence.path ? { ...a, reason: `${a.reason}; evidence: ${evidence.path}` } : a);

@@ -169,7 +169,12 @@ t.test('npm pack -> install.sh -> systemctl start/reload/watchdog/stop -> uninst
     what: '/status to show the reloaded nodeName',
   });
   t.equal((await show(ns, 'MainPID')).MainPID, firstPid, 'reloaded in place, not restarted');
-  t.ok((await agentLog(ns)).some((l) => l.msg === 'configuration reloaded'), "the agent's log says it reloaded");
+  // journald takes the line from the agent's stdout on its own time: /status can be ahead of the journal.
+  await waitFor(async () => (await agentLog(ns!)).some((l) => l.msg === 'configuration reloaded'), {
+    timeoutMs: 10_000,
+    what: "the agent's log to say it reloaded",
+  });
+  t.pass("the agent's log says it reloaded");
   // An invalid config is rejected by the running agent, which keeps the last good one.
   await writeFile(config, ourConfig.replace('schedule: "*/2 * * * * *"', 'schedule: "every now and then"'));
   t.equal((await ns.systemctl('reload', 'nodemedic.service')).exitCode, 0);

@@ -14,7 +14,7 @@
  * Run by bench/run.ts under tap's TypeScript loader: `node --import=@tapjs/typescript/import bench/soak.mts --result F --only soak`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -210,6 +210,8 @@ async function footprintUnits(opts: StepOptions): Promise<StepReport> {
   try {
     const f = readdirSync(profileDir).find((n) => n.endsWith('.cpuprofile'));
     if (f) profile = summarizeProfile(join(profileDir, f), { fromMs: profileWindow[0], toMs: profileWindow[1], groups: { file: FIRST_PARTY_FILE, pkg: PACKAGE } });
+    // For a closer look (e.g. in Chrome DevTools): NM_BENCH_PROFILE_OUT=FILE keeps the raw profile.
+    if (f && process.env.NM_BENCH_PROFILE_OUT) copyFileSync(join(profileDir, f), process.env.NM_BENCH_PROFILE_OUT);
   } catch (e) {
     opts.log(`footprint-units: no CPU profile: ${(e as Error).message}`);
   }

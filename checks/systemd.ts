@@ -1,11 +1,14 @@
+import { monotonicNow } from '../platform/clock.js';
 import { formatDuration, parseDuration } from '../platform/duration.js';
 import type { CommandResult, Host } from '../platform/host.js';
+import { pid1AnswersInFlight } from '../platform/systemd-unit.js';
 import { bugVerdict, scanStuckRunc, symptomLines, type BugVerdict, type StuckRunc } from './systemd-pid1.js';
 import { unknown, type BaseCheckOptions, type CheckDefinition, type Finding } from './types.js';
 
 /**
  * Reasons this check reports:
- * - `SystemdResponsive` (ok): PID 1 answered `systemctl show --property=Version` within `timeout`.
+ * - `SystemdResponsive` (ok): PID 1 answered within `timeout`: this check's own `systemctl show
+ *   --property=Version`, or another check's `systemctl show` of the same sweep (`sharedProbe`).
  * - `SystemdNotAnswering` (unknown): it did not, on fewer than `failures` consecutive sweeps yet.
  * - `SystemdUnresponsive` (problem): it did not on `failures` consecutive sweeps. Evidence: stuck runc
  *   processes, the systemd version and whether it carries the sd-bus cookie overflow, journal lines
@@ -48,14 +51,21 @@ const EVIDENCE_MS = 5000;
  * 16 % of the agent's busy time with real units (bench/RESULTS.md, footprint-units).
  */
 const SCAN_REUSE_MS = 60_000;
+/**
+ * PID 1's version changes only when it re-executes (after a package upgrade): between this check's
+ * own calls, which read it, the answers to other checks' calls (see `sharedProbe`) are enough.
+ */
+const VERSION_RECHECK_MS = 10 * 60_000;
+/** The least an own call gets after a shared one timed out at a shorter bound. */
+const MIN_OWN_CALL_MS = 1000;
 /** rpm's answer changes only with a package upgrade. */
 const RPM_RECHECK_MS = 10 * 60_000;
 const TIMEOUT_EXIT = new Set([124, 137]);
 
 /** How one call to PID 1 ended. */
 export type ProbeOutcome =
-  | { kind: 'answered'; version: string; ms: number }
-  | { kind: 'timeout'; ms: number }
+  | { kind: 'answered'; version: string; ms: number; via?: string }
+  | { kind: 'timeout'; ms: number; via?: string }
   | { kind: 'missing'; why: string }
   | { kind: 'failed'; why: string };
 
@@ -106,18 +116,54 @@ export const systemdCheck: CheckDefinition<SystemdOptions> = {
     let failures = 0;
     let lastVersion: string | undefined;
     let rpm: { text: string | undefined; at: number } | undefined;
-    let scan: { stuck: StuckRunc | undefined; at: number } | undefined;
+    let scan: { stuck: StuckRunc | undefined; at: number; mono: number } | undefined;
     // The previous call's process, if it outlived its bound: never start a second one beside it.
     let inFlight: Promise<unknown> | undefined;
+    /** When this check's own call last read PID 1's version (monotonic ms). */
+    let versionAt: number | undefined;
+
+    /**
+     * PID 1's answer to the call another check of this sweep already makes (kubelet's and pleg's
+     * `systemctl show kubelet`): every process the agent starts was most of its idle CPU, and any
+     * systemctl call is a call to PID 1. Undefined when no such call is in flight, when PID 1's
+     * version is not known or is old (only this check's own call reads it), or when the shared call
+     * failed for another reason; `retryWithinMs` when it timed out at a shorter bound than ours.
+     */
+    async function sharedProbe(): Promise<ProbeOutcome | { retryWithinMs: number } | undefined> {
+      if (!lastVersion || versionAt === undefined || monotonicNow(host.clock) - versionAt >= VERSION_RECHECK_MS) return undefined;
+      // A sweep starts every check at once; let the others start their calls before looking.
+      await new Promise((r) => setImmediate(r));
+      const pending = pid1AnswersInFlight(host);
+      if (!pending.length) return undefined;
+      const t0 = performance.now();
+      let timer: NodeJS.Timeout | undefined;
+      const answers = await Promise.race([
+        Promise.all(pending),
+        new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), timeoutMs + KILL_AFTER_MS + 1000))),
+      ]).finally(() => clearTimeout(timer));
+      const waited = Math.round(performance.now() - t0);
+      // The calls started with this sweep: no answer by our own call's backstop is no answer.
+      if (!answers) return { kind: 'timeout', ms: waited };
+      const answered = answers.find((a) => a?.kind === 'answered' && a.ms <= timeoutMs);
+      if (answered?.kind === 'answered') return { kind: 'answered', version: lastVersion, ms: answered.ms, via: answered.unit };
+      const slow = answers.find((a) => a && (a.kind === 'answered' || a.timeoutMs >= timeoutMs));
+      if (slow) return { kind: 'timeout', ms: slow.kind === 'answered' ? slow.ms : waited, via: slow.unit };
+      // Timed out at a shorter bound: PID 1 has had `waited` already; our own call gets the rest.
+      if (answers.some((a) => a?.kind === 'timeout')) return { retryWithinMs: timeoutMs - waited };
+      return undefined;
+    }
 
     async function probe(): Promise<ProbeOutcome> {
+      const shared = await sharedProbe();
+      if (shared && 'kind' in shared) return shared;
+      const boundMs = shared ? Math.max(MIN_OWN_CALL_MS, shared.retryWithinMs) : timeoutMs;
       const t0 = performance.now();
       const ms = (): number => Math.round(performance.now() - t0);
       if (inFlight) return { kind: 'timeout', ms: 0 };
       // timeout(1) runs on the node's side of the host prefix, so systemctl itself is killed there:
       // killing nsenter would leave it blocked on PID 1, holding our pipes (platform/systemd-unit.ts).
-      const call = host.run(['timeout', '-k', `${KILL_AFTER_MS / 1000}s`, `${timeoutMs / 1000}s`, 'systemctl', 'show', '--property=Version'], {
-        timeoutMs: timeoutMs + KILL_AFTER_MS + 1000,
+      const call = host.run(['timeout', '-k', `${KILL_AFTER_MS / 1000}s`, `${boundMs / 1000}s`, 'systemctl', 'show', '--property=Version'], {
+        timeoutMs: boundMs + KILL_AFTER_MS + 1000,
         killAfterMs: 500,
         maxOutputBytes: 4096,
       });
@@ -127,10 +173,12 @@ export const systemdCheck: CheckDefinition<SystemdOptions> = {
       });
       let timer: NodeJS.Timeout | undefined;
       const late = new Promise<undefined>((resolve) => {
-        timer = setTimeout(() => resolve(undefined), timeoutMs + KILL_AFTER_MS + 3000);
+        timer = setTimeout(() => resolve(undefined), boundMs + KILL_AFTER_MS + 3000);
       });
       const r = await Promise.race([call, late]).finally(() => clearTimeout(timer));
-      return r ? probeOutcome(r, ms()) : { kind: 'timeout', ms: ms() };
+      const o = r ? probeOutcome(r, ms()) : ({ kind: 'timeout', ms: ms() } as const);
+      if (o.kind === 'answered') versionAt = monotonicNow(host.clock);
+      return o;
     }
 
     async function readRpm(): Promise<string | undefined> {
@@ -186,17 +234,21 @@ export const systemdCheck: CheckDefinition<SystemdOptions> = {
           lastVersion = o.version || lastVersion;
           // The /proc scan is cheap (stat files only); it lets the ladder see runc piling up on an
           // affected systemd while PID 1 still answers (PLEG plus stuck runc, remediations/README.md).
-          const now = host.clock.now();
-          if (!scan || now - scan.at >= SCAN_REUSE_MS) scan = { stuck: await scanStuckRunc(host, options.procPath, stuckAfterS, signal).catch(() => undefined), at: now };
+          const mono = monotonicNow(host.clock);
+          if (!scan || mono - scan.mono >= SCAN_REUSE_MS) {
+            scan = { stuck: await scanStuckRunc(host, options.procPath, stuckAfterS, signal).catch(() => undefined), at: host.clock.now(), mono };
+          }
           const stuck = scan.stuck;
           const ev: Record<string, unknown> = { ...base, version: o.version, answeredMs: o.ms, scannedAt: new Date(scan.at).toISOString() };
+          // Which call PID 1 answered: another check's of this sweep, or this check's own (no `answeredVia`).
+          if (o.via) ev.answeredVia = `systemctl show ${o.via}`;
           if (stuck) ev.stuckRunc = { count: stuck.count, olderThanSeconds: stuck.olderThanSeconds, oldestSeconds: stuck.oldestSeconds, sample: stuck.sample };
           if (stuck?.count) ev.bug = bugVerdict({ ...(await readRpm().then((text) => (text ? { rpm: text } : {}))), version: o.version });
           const note = stuck?.count ? `; ${describeStuck(stuck)}` : '';
           return { status: 'ok', reason: 'SystemdResponsive', message: `PID 1 (systemd ${o.version}) answered in ${formatDuration(o.ms)}${note}`, evidence: ev };
         }
         scan = undefined;
-        const ev: Record<string, unknown> = { ...base, ...(await evidence(signal, failures >= options.failures)) };
+        const ev: Record<string, unknown> = { ...base, ...(o.via ? { unansweredVia: `systemctl show ${o.via}` } : {}), ...(await evidence(signal, failures >= options.failures)) };
         const stuck = ev.stuckRunc as StuckRunc | undefined;
         const bug = ev.bug as BugVerdict | undefined;
         const silent = `PID 1 (systemd) did not answer systemctl within ${formatDuration(timeoutMs)}`;

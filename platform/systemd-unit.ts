@@ -195,13 +195,33 @@ export function systemctlFailure(query: string, r: CommandResult, timeoutMs: num
  * without `--timestamp=`, which systemd before 248 (CentOS 7 has 219) rejects.
  */
 export async function showUnit(host: Host, unit: string, timeoutMs: number): Promise<UnitQueryResult> {
+  return (await showUnitTimed(host, unit, timeoutMs)).result;
+}
+
+/**
+ * What one `systemctl show` said about PID 1 itself, whatever the unit: systemctl asks PID 1, so an
+ * answer is PID 1 answering (in `ms`), and a timeout is PID 1 not answering within `timeoutMs`.
+ * Undefined when the call failed for another reason (no systemd, no systemctl).
+ */
+export type Pid1Answer = { kind: 'answered'; unit: string; ms: number } | { kind: 'timeout'; unit: string; timeoutMs: number };
+
+interface TimedQuery {
+  result: UnitQueryResult;
+  pid1: Pid1Answer | undefined;
+}
+
+async function showUnitTimed(host: Host, unit: string, timeoutMs: number): Promise<TimedQuery> {
   if (!UNIT_NAME.test(unit)) {
     return {
-      ok: false,
-      reason: 'InvalidUnitName',
-      message: `${JSON.stringify(unit)} is not a systemd unit name (letters, digits and :-_.@\\ only, not starting with -)`,
+      result: {
+        ok: false,
+        reason: 'InvalidUnitName',
+        message: `${JSON.stringify(unit)} is not a systemd unit name (letters, digits and :-_.@\\ only, not starting with -)`,
+      },
+      pid1: undefined,
     };
   }
+  const t0 = performance.now();
   // timeout(1) runs on the node's side of the host prefix: killing `nsenter` (what host.run can
   // reach) does not reach the systemctl it forked, which then blocks on a hung PID 1 (and keeps
   // our pipe open) until its own D-Bus timeout, 25-90 s later.
@@ -224,12 +244,16 @@ export async function showUnit(host: Host, unit: string, timeoutMs: number): Pro
     killAfterMs: 500,
     maxOutputBytes: 64 * 1024,
   });
+  const ms = Math.round(performance.now() - t0);
   const failure = systemctlFailure(unit, r, timeoutMs);
-  if (failure) return { ok: false, ...failure };
-  return unitStateFromShow(unit, r.stdout);
+  if (failure) {
+    return { result: { ok: false, ...failure }, pid1: failure.reason === 'CommandTimeout' ? { kind: 'timeout', unit, timeoutMs } : undefined };
+  }
+  // Exit 0 is PID 1's answer even for a unit it does not know (LoadState=not-found).
+  return { result: unitStateFromShow(unit, r.stdout), pid1: { kind: 'answered', unit, ms } };
 }
 
-const inFlight = new WeakMap<Host, Map<string, Promise<UnitQueryResult>>>();
+const inFlight = new WeakMap<Host, Map<string, Promise<TimedQuery>>>();
 
 /**
  * `showUnit`, but concurrent callers asking about the same unit on the same host share one
@@ -240,11 +264,22 @@ const inFlight = new WeakMap<Host, Map<string, Promise<UnitQueryResult>>>();
 export function showUnitShared(host: Host, unit: string, timeoutMs: number): Promise<UnitQueryResult> {
   let byUnit = inFlight.get(host);
   if (!byUnit) inFlight.set(host, (byUnit = new Map()));
-  const pending = byUnit.get(unit);
-  if (pending) return pending;
-  const p = showUnit(host, unit, timeoutMs).finally(() => byUnit!.delete(unit));
-  byUnit.set(unit, p);
-  return p;
+  let pending = byUnit.get(unit);
+  if (!pending) {
+    const p = showUnitTimed(host, unit, timeoutMs).finally(() => byUnit!.delete(unit));
+    byUnit.set(unit, p);
+    pending = p;
+  }
+  return pending.then((q) => q.result);
+}
+
+/**
+ * What the shared unit queries in flight on this host will say about PID 1 (see `Pid1Answer`): the
+ * systemd check waits for these rather than start a call of its own beside them. Empty when none is
+ * in flight. Never rejects.
+ */
+export function pid1AnswersInFlight(host: Host): Promise<Pid1Answer | undefined>[] {
+  return [...(inFlight.get(host)?.values() ?? [])].map((p) => p.then((q) => q.pid1));
 }
 
 /** `active (running)` / `failed (exit-code)`: a unit's state for messages. */

@@ -9,6 +9,7 @@ import { clusterViewStatus } from '../platform/kube-watch.js';
 import { createKubernetesIntegration, type KubernetesIntegration } from '../remediations/kubernetes/index.js';
 import type { DrainRebooter, Remediator } from '../remediations/types.js';
 import { ClockStepDetector, monotonicNow, systemClock, type Clock } from '../platform/clock.js';
+import { settlesWithin } from '../platform/deadline.js';
 import type { Config } from './config.js';
 import { parseDuration } from '../platform/duration.js';
 import { RealHost, type Host } from '../platform/host.js';
@@ -60,20 +61,6 @@ export const CHECK_START_WAIT_MS = 5000;
 export const CHECK_STOP_WAIT_MS = 3000;
 /** Requests in flight get this long once the listener closes; then every connection is dropped. */
 export const HTTP_CLOSE_GRACE_MS = 1500;
-
-/** Waits for `p` at most `ms`; true if it settled in time. `p` goes on either way (its rejection is swallowed). */
-async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const r = await Promise.race([
-    p.then(
-      () => true,
-      () => true,
-    ),
-    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms))),
-  ]);
-  clearTimeout(timer);
-  return r;
-}
 
 /** Everything the remediator and the Kubernetes integration are built from; equal keys: keep them across a reload. */
 function remediationKey(c: Config): string {

@@ -1,5 +1,6 @@
 import type { StatFs } from '../platform/host.js';
 import { parseDuration } from '../platform/duration.js';
+import { within } from '../platform/deadline.js';
 import type { BaseCheckOptions, CheckDefinition, Finding } from './types.js';
 
 export interface DiskOptions extends BaseCheckOptions {
@@ -85,11 +86,7 @@ export const diskCheck: CheckDefinition<DiskOptions> = {
       );
       pending.set(path, p);
       void p.finally(() => pending.delete(path));
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<Outcome>((resolve) => {
-        timer = setTimeout(() => resolve({ kind: 'timeout' }), timeoutMs);
-      });
-      return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+      return within(p, timeoutMs, (): Outcome => ({ kind: 'timeout' }));
     }
 
     return {

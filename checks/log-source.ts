@@ -7,6 +7,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import type { Clock } from '../platform/clock.js';
+import { settlesWithin } from '../platform/deadline.js';
 import type { Host, LineStream } from '../platform/host.js';
 
 /** One log line as delivered to the consumer. */
@@ -308,9 +309,7 @@ export class JournaldSource extends SourceBase implements LogSource {
     this.stream?.kill();
     // Without setpriv, a journalctl behind a forking prefix (nsenter -p) outlives the SIGTERM and
     // keeps the pipe open: do not wait for it forever.
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.loop, new Promise<void>((r) => (timer = setTimeout(r, STOP_WAIT_MS)))]);
-    clearTimeout(timer);
+    if (this.loop) await settlesWithin(this.loop, STOP_WAIT_MS);
     this.notify();
   }
 

@@ -9,6 +9,7 @@
  */
 import type { Host } from '../platform/host.js';
 import { monotonicNow } from '../platform/clock.js';
+import { settlesWithin } from '../platform/deadline.js';
 import { formatDuration, parseDuration } from '../platform/duration.js';
 import { constants as fsConstants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
@@ -54,9 +55,7 @@ const FIRST_POLL_WAIT_MS = 2000;
 
 /** Waits for `p`, at most `ms`; `p` goes on (and must not reject unhandled) after that. */
 async function boundedWait(p: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([p.catch(() => undefined), new Promise((r) => (timer = setTimeout(r, ms)))]);
-  clearTimeout(timer);
+  await settlesWithin(p, ms);
 }
 
 /** `nodemedic check` with `source: file` reads this much of the file's end (CheckDeps.oneShot). */

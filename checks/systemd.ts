@@ -1,7 +1,8 @@
 import { monotonicNow } from '../platform/clock.js';
+import { settlesWithin, within } from '../platform/deadline.js';
 import { formatDuration, parseDuration } from '../platform/duration.js';
 import type { CommandResult, Host } from '../platform/host.js';
-import { pid1AnswersInFlight } from '../platform/systemd-unit.js';
+import { pid1AnswersInFlight, type Pid1Answer } from '../platform/systemd-unit.js';
 import { bugVerdict, scanStuckRunc, symptomLines, type BugVerdict, type StuckRunc } from './systemd-pid1.js';
 import { unknown, type BaseCheckOptions, type CheckDefinition, type Finding } from './types.js';
 
@@ -136,11 +137,7 @@ export const systemdCheck: CheckDefinition<SystemdOptions> = {
       const pending = pid1AnswersInFlight(host);
       if (!pending.length) return undefined;
       const t0 = performance.now();
-      let timer: NodeJS.Timeout | undefined;
-      const answers = await Promise.race([
-        Promise.all(pending),
-        new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), timeoutMs + KILL_AFTER_MS + 1000))),
-      ]).finally(() => clearTimeout(timer));
+      const answers = await within<(Pid1Answer | undefined)[] | undefined>(Promise.all(pending), timeoutMs + KILL_AFTER_MS + 1000, () => undefined);
       const waited = Math.round(performance.now() - t0);
       // The calls started with this sweep: no answer by our own call's backstop is no answer.
       if (!answers) return { kind: 'timeout', ms: waited };
@@ -171,11 +168,7 @@ export const systemdCheck: CheckDefinition<SystemdOptions> = {
       void call.finally(() => {
         if (inFlight === call) inFlight = undefined;
       });
-      let timer: NodeJS.Timeout | undefined;
-      const late = new Promise<undefined>((resolve) => {
-        timer = setTimeout(() => resolve(undefined), boundMs + KILL_AFTER_MS + 3000);
-      });
-      const r = await Promise.race([call, late]).finally(() => clearTimeout(timer));
+      const r = await within<CommandResult | undefined>(call, boundMs + KILL_AFTER_MS + 3000, () => undefined);
       const o = r ? probeOutcome(r, ms()) : ({ kind: 'timeout', ms: ms() } as const);
       if (o.kind === 'answered') versionAt = monotonicNow(host.clock);
       return o;
@@ -217,8 +210,7 @@ export const systemdCheck: CheckDefinition<SystemdOptions> = {
       if (withJournal && options.journal) {
         parts.push(journalSymptoms().then((j) => void (Array.isArray(j) ? (out.journal = j) : (out.journalError = j.error))));
       }
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([Promise.allSettled(parts), new Promise((r) => (timer = setTimeout(r, EVIDENCE_MS)))]).finally(() => clearTimeout(timer));
+      await settlesWithin(Promise.allSettled(parts), EVIDENCE_MS);
       return out;
     }
 

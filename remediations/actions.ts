@@ -1,4 +1,5 @@
 import { formatDuration } from '../platform/duration.js';
+import { within } from '../platform/deadline.js';
 import type { Host } from '../platform/host.js';
 import { describeUnitState, showUnit, type UnitQueryResult } from '../platform/systemd-unit.js';
 import type { UnitFacts } from './types.js';
@@ -28,19 +29,6 @@ const TRANSITIONAL = new Set(['activating', 'deactivating', 'reloading']);
  */
 export function unitBetweenStates(f: UnitFacts): boolean {
   return TRANSITIONAL.has(f.activeState) || f.jobPending === true;
-}
-
-/**
- * Settles with `fallback` if `p` has not settled `ms` after the call. Killing `nsenter` (the usual
- * host prefix) at a timeout does not kill the command it forked inside the namespace, and the
- * command keeps the output pipes open, so a host command's own timeout is not a bound on its own.
- */
-export function within<T>(p: Promise<T>, ms: number, fallback: () => T): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<T>((resolve) => {
-    timer = setTimeout(() => resolve(fallback()), ms);
-  });
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
 /** The unit's facts, or why they could not be read; always within `timeoutMs` plus a second. */

@@ -12,6 +12,7 @@
  */
 import { scanStuckRunc } from '../checks/systemd-pid1.js';
 import { formatDuration } from '../platform/duration.js';
+import { within } from '../platform/deadline.js';
 import type { CommandResult, Host } from '../platform/host.js';
 
 export interface ReexecOptions {
@@ -40,14 +41,7 @@ const TIMEOUT_EXIT = new Set([124, 137]);
 /** A host command with timeout(1) on the node's side of the prefix and a local backstop; never rejects. */
 async function bounded(host: Host, argv: string[], ms: number, maxOutputBytes = 64 * 1024): Promise<CommandResult> {
   const run = host.run(['timeout', '-k', '1s', `${Math.max(1, ms) / 1000}s`, ...argv], { timeoutMs: ms + 2500, killAfterMs: 500, maxOutputBytes });
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<CommandResult>((resolve) => {
-    timer = setTimeout(
-      () => resolve({ argv, exitCode: undefined, stdout: '', stderr: '', timedOut: true, notFound: false, outputCapped: false, error: 'no answer' }),
-      ms + 4000,
-    );
-  });
-  return Promise.race([run, late]).finally(() => clearTimeout(timer));
+  return within(run, ms + 4000, () => ({ argv, exitCode: undefined, stdout: '', stderr: '', timedOut: true, notFound: false, outputCapped: false, error: 'no answer' }));
 }
 
 function timedOut(r: CommandResult): boolean {

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { parse, stringify } from 'yaml';
-import { waitFor } from './harness/systemd-ns.js';
+import { waitFor, type SystemdNs } from './harness/systemd-ns.js';
 import { nsProcesses } from './helpers/ns-procs.js';
 import { Scenario, scenarioAvailable, sleep } from './helpers/scenario.js';
 
@@ -20,6 +20,26 @@ const INTERVAL_MS = 4000;
 const SCHEDULE = '*/4 * * * * *';
 
 type Result = { check: string; status: string; reason: string; observedAt: string; message: string; evidence: Record<string, unknown> };
+
+/** SIGSTOP of the namespace's PID 1, by its host PID (never this machine's PID 1); the returned function sends SIGCONT, once. */
+function stopPid1(t: { teardown(fn: () => void): void }, ns: SystemdNs): () => void {
+  process.kill(ns.pid, 'SIGSTOP');
+  let continued = false;
+  const cont = (): void => {
+    if (!continued) process.kill(ns.pid, 'SIGCONT');
+    continued = true;
+  };
+  t.teardown(cont);
+  return cont;
+}
+
+/** The systemd check's first fresh `problem`. */
+function problemOf(result: (id: string) => Promise<Result | undefined>): Promise<Result> {
+  return waitFor(async () => {
+    const r = await result('systemd');
+    return r?.status === 'problem' && Date.parse(r.observedAt) > Date.now() - 60_000 && r;
+  }, { timeoutMs: 30_000, intervalMs: 100, what: 'systemd problem' });
+}
 
 t.test('SIGSTOP of the namespace PID 1 -> systemd SystemdUnresponsive; other checks on time; nothing left behind; ok after SIGCONT', async (t) => {
   if (!(await scenarioAvailable(t))) return;
@@ -65,18 +85,9 @@ t.test('SIGSTOP of the namespace PID 1 -> systemd SystemdUnresponsive; other che
   const probes = async () => (await nsProcesses(ns.pid)).filter((p) => p.comm === 'systemctl' && /systemctl show --property=Version$/.test(p.cmdline));
 
   const stoppedAt = performance.now();
-  process.kill(ns.pid, 'SIGSTOP');
-  let continued = false;
-  const cont = () => {
-    if (!continued) process.kill(ns.pid, 'SIGCONT');
-    continued = true;
-  };
-  t.teardown(cont);
+  const cont = stopPid1(t, ns);
   try {
-    const problem = await waitFor(async () => {
-      const r = await result('systemd');
-      return r?.status === 'problem' && Date.parse(r.observedAt) > Date.now() - 60_000 && r;
-    }, { timeoutMs: 30_000, intervalMs: 100, what: 'systemd problem' });
+    const problem = await problemOf(result);
     const took = performance.now() - stoppedAt;
     t.comment(`SystemdUnresponsive ${Math.round(took)} ms after SIGSTOP (timeout ${TIMEOUT_MS} ms, sweep every ${INTERVAL_MS} ms)`);
     t.equal(problem.reason, 'SystemdUnresponsive');
@@ -165,18 +176,9 @@ t.test('with kubelet on, the systemd check shares kubelet\'s call to PID 1: one 
   t.same(during.filter((l) => !kubeletCall.test(l)), [], 'nothing else asked PID 1');
 
   const stoppedAt = performance.now();
-  process.kill(ns.pid, 'SIGSTOP');
-  let continued = false;
-  const cont = () => {
-    if (!continued) process.kill(ns.pid, 'SIGCONT');
-    continued = true;
-  };
-  t.teardown(cont);
+  const cont = stopPid1(t, ns);
   try {
-    const problem = await waitFor(async () => {
-      const r = await result('systemd');
-      return r?.status === 'problem' && r;
-    }, { timeoutMs: 30_000, intervalMs: 100, what: 'systemd problem' });
+    const problem = await problemOf(result);
     const took = performance.now() - stoppedAt;
     t.equal(problem.reason, 'SystemdUnresponsive');
     t.ok(took <= TIMEOUT_MS + INTERVAL_MS + 2500, `within timeout + one sweep (+2.5 s of grace and evidence): ${Math.round(took)} ms`);

@@ -14,7 +14,7 @@
  * Run by bench/run.ts under tap's TypeScript loader: `node --import=@tapjs/typescript/import bench/soak.mts --result F --only soak`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, copyFileSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -48,6 +48,22 @@ import {
 } from './lib.js';
 
 const BARE_SCRIPT = 'setInterval(() => {}, 1000);';
+/** Where the profiled agent's wrapper logs each host command (in the replica's directory). */
+const COMMANDS_LOG = 'commands.log';
+
+/** Host commands as they were started, counted by shape: `systemctl show … kubelet` ×12. */
+function commandShapes(lines: readonly string[], prefix: readonly string[]): [string, number][] {
+  const counts = new Map<string, number>();
+  const lead = prefix.join(' ');
+  for (const line of lines) {
+    let rest = line.startsWith(lead) ? line.slice(lead.length).trim() : line;
+    rest = rest.replace(/^timeout -k \S+ \S+ /, '').replace(/^env TZ=UTC /, '');
+    const words = rest.split(' ');
+    const shape = words.length > 3 ? `${words.slice(0, 2).join(' ')} … ${words.at(-1)}` : rest;
+    counts.set(shape, (counts.get(shape) ?? 0) + 1);
+  }
+  return [...counts].sort((a, b) => b[1] - a[1]);
+}
 const RSS_LIMIT_MIB = 80;
 const CPU_LIMIT_PCT = 0.3;
 /** "No growth": at most this slope over the soak, after warm-up. */
@@ -105,10 +121,18 @@ async function startProc(kind: Proc['kind'], node: Node, schedule?: string, prof
     url = `http://127.0.0.1:${port}`;
     // The default config, changed only where the node differs: the prefix into the namespace, where
     // kubelet's healthz and the runtimes' sockets are, a loopback port, a temp state dir.
+    // The profiled agent (not in the table) logs every host command it starts, so the report can say
+    // which commands the CPU of the commands went to; a shell in front of every command would cost CPU.
+    let prefix = node.ns.prefix;
+    if (kind === 'agent-prof') {
+      const wrapper = join(dir, 'log-and-run.sh');
+      writeFileSync(wrapper, `#!/bin/sh\nprintf '%s\\n' "$*" >> '${join(dir, COMMANDS_LOG)}'\nexec "$@"\n`, { mode: 0o755 });
+      prefix = [wrapper, ...prefix];
+    }
     const config = {
       http: { listen: `127.0.0.1:${port}` },
       stateDir: join(dir, 'state'),
-      hostCommandPrefix: node.ns.prefix,
+      hostCommandPrefix: prefix,
       ...(schedule ? { schedule } : {}),
       checks: {
         kubelet: { healthzUrl: node.healthzUrl },
@@ -184,9 +208,17 @@ async function footprintUnits(opts: StepOptions): Promise<StepReport> {
   onCleanup(() => rmSync(profileDir, { recursive: true, force: true }));
   const profiled = await startProc('agent-prof', node, undefined, profileDir);
   const profiledSpawnedAt = performance.now();
+  const commandLines = (): string[] => {
+    try {
+      return readFileSync(join(profiled.dir, COMMANDS_LOG), 'utf8').split('\n').filter(Boolean);
+    } catch {
+      return [];
+    }
+  };
   // Start-up and the first sweeps (module loading, the journal follower) are not steady state.
   await sleep(20_000);
   const loadBefore = loadAverage();
+  const commandsBefore = commandLines().length;
   const c0 = new Map(procs.map((p) => [p.pid, treeCpuTicks(p.pid)!]));
   const rss = new Map<number, number[]>(procs.map((p) => [p.pid, []]));
   const t0 = performance.now();
@@ -196,6 +228,7 @@ async function footprintUnits(opts: StepOptions): Promise<StepReport> {
     for (const p of procs) rss.get(p.pid)!.push(readRss(p.pid)!.rssKiB / 1024);
   }
   const wallS = (performance.now() - t0) / 1000;
+  const shapes = commandShapes(commandLines().slice(commandsBefore), node.ns.prefix);
   const cpu = procs.map((p) => {
     const c = treeCpuTicks(p.pid)!;
     const a = c0.get(p.pid)!;
@@ -234,7 +267,8 @@ async function footprintUnits(opts: StepOptions): Promise<StepReport> {
   const execaMs = profile?.groups.pkg?.find(([k]) => k === 'execa')?.[1] ?? 0;
   const cause =
     `${fmt(childShare * 100, 1)} % of the agent's CPU (${fmt(tree - own, 3)} of ${fmt(tree, 3)} points) is the commands it starts ` +
-    `(\`systemctl show\` through nsenter and timeout(1) every sweep: kubelet's unit, PID 1's Version for the systemd check), ` +
+    `(over the window the profiled agent started ${shapes.length ? shapes.map(([c, n]) => `\`${c}\` x${n}`).join(', ') : 'none'}, ` +
+    `in ${Math.floor(windowS / 15)} sweeps, each through \`${node.ns.prefix[0]}\` and timeout(1)), ` +
     `the rest (${fmt(own, 3)} points) the agent process itself` +
     (profile
       ? `; a CPU profile of one more agent over the same window: ${fmt(profile.busyMs)} ms busy in ${fmt(profile.totalS)} s, ` +
@@ -283,7 +317,7 @@ async function footprintUnits(opts: StepOptions): Promise<StepReport> {
     '',
     `Where the memory goes (measured): ${rssCause}.`,
   ].join('\n');
-  return { id: 'footprint-units', title, measured: true, body, goals, data: { windowS, replicas, cpu: cpu.map((c) => ({ kind: c.p.kind, own: c.own, tree: c.tree, hwmMiB: c.hwm })), rssAgent, rssBare, seen, heapAgent, heapSemi, profile } };
+  return { id: 'footprint-units', title, measured: true, body, goals, data: { windowS, replicas, commands: shapes, cpu: cpu.map((c) => ({ kind: c.p.kind, own: c.own, tree: c.tree, hwmMiB: c.hwm })), rssAgent, rssBare, seen, heapAgent, heapSemi, profile } };
 }
 
 async function soak(opts: StepOptions): Promise<StepReport> {

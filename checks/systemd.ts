@@ -2,7 +2,7 @@ import { monotonicNow } from '../platform/clock.js';
 import { settlesWithin, within } from '../platform/deadline.js';
 import { formatDuration, parseDuration } from '../platform/duration.js';
 import type { CommandResult, Host } from '../platform/host.js';
-import { pid1AnswersInFlight, type Pid1Answer } from '../platform/systemd-unit.js';
+import { pid1AnsweredSince, pid1AnswersInFlight, type Pid1Answer } from '../platform/systemd-unit.js';
 import { bugVerdict, scanStuckRunc, symptomLines, type BugVerdict, type StuckRunc } from './systemd-pid1.js';
 import { unknown, type BaseCheckOptions, type CheckDefinition, type Finding } from './types.js';
 
@@ -57,6 +57,8 @@ const SCAN_REUSE_MS = 60_000;
  * own calls, which read it, the answers to other checks' calls (see `sharedProbe`) are enough.
  */
 const VERSION_RECHECK_MS = 10 * 60_000;
+/** A shared call that started at most this long before the systemd check belongs to the same sweep. */
+const SAME_SWEEP_MS = 1000;
 /** The least an own call gets after a shared one timed out at a shorter bound. */
 const MIN_OWN_CALL_MS = 1000;
 /** rpm's answer changes only with a package upgrade. */
@@ -132,10 +134,15 @@ export const systemdCheck: CheckDefinition<SystemdOptions> = {
      */
     async function sharedProbe(): Promise<ProbeOutcome | { retryWithinMs: number } | undefined> {
       if (!lastVersion || versionAt === undefined || monotonicNow(host.clock) - versionAt >= VERSION_RECHECK_MS) return undefined;
+      const started = monotonicNow(host.clock);
       // A sweep starts every check at once; let the others start their calls before looking.
       await new Promise((r) => setImmediate(r));
       const pending = pid1AnswersInFlight(host);
-      if (!pending.length) return undefined;
+      if (!pending.length) {
+        // Or one already finished: a call of this sweep (started at most SAME_SWEEP_MS before this check).
+        const done = pid1AnsweredSince(host, started - SAME_SWEEP_MS);
+        return done?.kind === 'answered' && done.ms <= timeoutMs ? { kind: 'answered', version: lastVersion, ms: done.ms, via: done.unit } : undefined;
+      }
       const t0 = performance.now();
       const answers = await within<(Pid1Answer | undefined)[] | undefined>(Promise.all(pending), timeoutMs + KILL_AFTER_MS + 1000, () => undefined);
       const waited = Math.round(performance.now() - t0);

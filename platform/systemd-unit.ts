@@ -1,3 +1,4 @@
+import { monotonicNow } from './clock.js';
 import type { CommandResult, Host } from './host.js';
 import { formatDuration } from './duration.js';
 
@@ -254,6 +255,8 @@ async function showUnitTimed(host: Host, unit: string, timeoutMs: number): Promi
 }
 
 const inFlight = new WeakMap<Host, Map<string, Promise<TimedQuery>>>();
+/** The last shared query PID 1 answered, by when it started (the host clock's monotonic reading). */
+const lastAnswered = new WeakMap<Host, { startedAt: number; answer: Pid1Answer }>();
 
 /**
  * `showUnit`, but concurrent callers asking about the same unit on the same host share one
@@ -266,7 +269,11 @@ export function showUnitShared(host: Host, unit: string, timeoutMs: number): Pro
   if (!byUnit) inFlight.set(host, (byUnit = new Map()));
   let pending = byUnit.get(unit);
   if (!pending) {
+    const startedAt = monotonicNow(host.clock);
     const p = showUnitTimed(host, unit, timeoutMs).finally(() => byUnit!.delete(unit));
+    void p.then((q) => {
+      if (q.pid1?.kind === 'answered') lastAnswered.set(host, { startedAt, answer: q.pid1 });
+    });
     byUnit.set(unit, p);
     pending = p;
   }
@@ -280,6 +287,16 @@ export function showUnitShared(host: Host, unit: string, timeoutMs: number): Pro
  */
 export function pid1AnswersInFlight(host: Host): Promise<Pid1Answer | undefined>[] {
   return [...(inFlight.get(host)?.values() ?? [])].map((p) => p.then((q) => q.pid1));
+}
+
+/**
+ * PID 1's answer to a shared query that started at or after `since` (the host clock's monotonic
+ * reading) and has already finished: a sibling check's call of the same sweep can end before the
+ * systemd check looks (a fast PID 1, a check that started late).
+ */
+export function pid1AnsweredSince(host: Host, since: number): Pid1Answer | undefined {
+  const last = lastAnswered.get(host);
+  return last && last.startedAt >= since ? last.answer : undefined;
 }
 
 /** `active (running)` / `failed (exit-code)`: a unit's state for messages. */

@@ -27,7 +27,10 @@ t.test('scenario 2: hung dockerd -> kubelet restart, then docker restart, recove
     ['restart_kubelet:success', 'restart_docker:success'],
     'kubelet restart, then docker restart',
   );
-  t.match(ep, { trigger: 'docker', endReason: 'docker ok after restart-runtime' });
+  // The episode's triggers are every trigger seen `problem` while it ran (remediations/decide.ts). On a
+  // busy machine a sweep can catch kubelet's healthz still down just after its restart, so kubelet may
+  // join; the episode then ends once both are ok. Either way it is docker's restart that ends it.
+  t.match(ep, { trigger: 'docker', endReason: /^docker(, kubelet)? ok after restart-runtime$/ });
 
   const restartJobs = async (unit: string) => (await s.systemdEvents(unit)).filter((e) => e.jobType === 'restart' && e.result === 'done');
   const kubeletStops = await restartJobs('kubelet');

@@ -119,16 +119,16 @@ async function startProc(kind: Proc['kind'], node: Node, schedule?: string, prof
   else {
     const port = await freePort();
     url = `http://127.0.0.1:${port}`;
-    // The default config, changed only where the node differs: the prefix into the namespace, where
-    // kubelet's healthz and the runtimes' sockets are, a loopback port, a temp state dir.
-    // The profiled agent (not in the table) logs every host command it starts, so the report can say
-    // which commands the CPU of the commands went to; a shell in front of every command would cost CPU.
+    // Only the profiled agent (not in the table) logs every host command it starts, so that the report
+    // can name the commands; a shell in front of every command of the measured agents would cost CPU.
     let prefix = node.ns.prefix;
     if (kind === 'agent-prof') {
       const wrapper = join(dir, 'log-and-run.sh');
       writeFileSync(wrapper, `#!/bin/sh\nprintf '%s\\n' "$*" >> '${join(dir, COMMANDS_LOG)}'\nexec "$@"\n`, { mode: 0o755 });
       prefix = [wrapper, ...prefix];
     }
+    // The default config, changed only where the node differs: the prefix into the namespace, where
+    // kubelet's healthz and the runtimes' sockets are, a loopback port, a temp state dir.
     const config = {
       http: { listen: `127.0.0.1:${port}` },
       stateDir: join(dir, 'state'),

@@ -53,10 +53,6 @@ const UNIT_QUERY_TIMEOUT_MS = 5000;
 /** How long start() waits for the first look at a followed file. */
 const FIRST_POLL_WAIT_MS = 2000;
 
-/** Waits for `p`, at most `ms`; `p` goes on (and must not reject unhandled) after that. */
-async function boundedWait(p: Promise<unknown>, ms: number): Promise<void> {
-  await settlesWithin(p, ms);
-}
 
 /** `nodemedic check` with `source: file` reads this much of the file's end (CheckDeps.oneShot). */
 export const TAIL_BYTES = 4 * 1024 * 1024;
@@ -252,7 +248,7 @@ export class PlegMonitor implements Check {
       // server) would otherwise hold the agent's start forever. Then the position is fixed whenever
       // the look returns, and run() reports what the source says meanwhile.
       const first = this.source.poll?.();
-      if (first) await boundedWait(first, FIRST_POLL_WAIT_MS);
+      if (first) await settlesWithin(first, FIRST_POLL_WAIT_MS);
       // kubelet's unit, when there is one, tells its start time; a node without systemd is fine.
       await this.refreshUnit();
       return;

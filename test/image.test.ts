@@ -5,6 +5,7 @@
 // kubelet.service is the fake kubelet with a failing /healthz: the container must answer /healthz,
 // show the namespace's kubelet unit on /status, and restart that kubelet once.
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -36,9 +37,12 @@ t.test('the DaemonSet image: built from Debian and npm, run under dockerd, resta
   const built = await run(cmd, args, { cwd: ROOT, env, maxBuffer: 16 * 1024 * 1024, timeout: 15 * 60_000 });
   const size = Number(built.stdout.trim().split('\n').at(-1));
   t.ok(size > 0, `image built: ${(size / 1024 / 1024).toFixed(0)} MiB`);
-  const inspected = JSON.parse((await run('docker', ['image', 'inspect', TAG], { env })).stdout) as { Config: { Entrypoint: string[]; Cmd: string[] } }[];
+  const inspected = JSON.parse((await run('docker', ['image', 'inspect', TAG], { env })).stdout) as { Config: { Entrypoint: string[]; Cmd: string[]; Env: string[] } }[];
   t.same(inspected[0]?.Config.Entrypoint, ['nodemedic'], 'entrypoint as in deploy/Containerfile');
   t.same(inspected[0]?.Config.Cmd, ['run', '--config', '/etc/nodemedic/config.yaml']);
+  // The agent below runs in this image, so this test also shows it working with them.
+  const unitOptions = /^Environment="(NODE_OPTIONS=[^"]*)"$/m.exec(readFileSync(join(ROOT, 'systemd-units/nodemedic.service'), 'utf8'))?.[1];
+  t.ok(unitOptions && inspected[0]?.Config.Env.includes(unitOptions), `the image runs node with the unit's V8 flags (${unitOptions})`);
 
   // The "node": a systemd whose kubelet is the fake, with /healthz failing from the start.
   const kubelet = await FakeKubelet.create(t);

@@ -125,7 +125,10 @@ t.test('the unit keeps what the agent needs and what systemd-notify attribution 
   t.same(values('Service', 'Restart'), ['always']);
   t.same(values('Service', 'ExecReload'), ['/bin/kill -HUP $MAINPID']);
   t.ok(values('Service', 'Environment').includes('UV_THREADPOOL_SIZE=16'), 'a hung statfs pins one libuv thread of 16, not of 4');
-  t.same(values('Service', 'MemoryDenyWriteExecute'), [], 'V8 needs W+X memory');
+  // V8's JIT needs writable+executable memory: MemoryDenyWriteExecute holds only without it.
+  const nodeOptions = values('Service', 'Environment').map((v) => /^"?NODE_OPTIONS=([^"]*)"?$/.exec(v)?.[1]).find((v) => v !== undefined);
+  t.ok(nodeOptions?.split(/\s+/).includes('--jitless'), 'the agent runs V8 without its JIT');
+  t.same(values('Service', 'MemoryDenyWriteExecute'), ['yes'], 'so no memory is writable and executable');
   const caps = values('Service', 'CapabilityBoundingSet').join(' ').split(/\s+/);
   // Dropping it silently breaks READY=1 under NotifyAccess=main: notify.test.ts shows systemd refusing the message.
   t.ok(caps.includes('CAP_SYS_ADMIN'), 'systemd-notify --pid needs CAP_SYS_ADMIN to send our PID');

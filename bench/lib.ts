@@ -69,6 +69,16 @@ export const CLI = resolve(REPO_ROOT, 'dist/agent/cli.js');
 /** The corpus in the repository (test/fixtures/corpus; provenance in its SOURCES.md). */
 export const CORPUS = resolve(REPO_ROOT, 'test/fixtures/corpus');
 
+/**
+ * The V8 flags the agent runs with in production: the NODE_OPTIONS that systemd-units/nodemedic.service
+ * sets (deploy/Containerfile sets the same), so that benchmarks measure the agent as it ships.
+ */
+export const UNIT_NODE_OPTIONS = (() => {
+  const m = /^Environment="NODE_OPTIONS=([^"]*)"$/m.exec(readFileSync(resolve(REPO_ROOT, 'systemd-units/nodemedic.service'), 'utf8'));
+  if (!m) throw new Error('systemd-units/nodemedic.service sets no NODE_OPTIONS');
+  return m[1]!;
+})();
+
 // ---------------------------------------------------------------------------------------------
 // statistics
 

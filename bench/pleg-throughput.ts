@@ -5,17 +5,18 @@
  * `grep -c -F 'PLEG is not healthy'` on the same file: the practical limit for finding the phrase.
  * Two partial runs (source only, classifier only on lines already in memory) say where the time goes.
  */
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { open, readFile, rename } from 'node:fs/promises';
 import { StringDecoder } from 'node:string_decoder';
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { systemClock } from '../platform/clock.js';
 import { FileSource } from '../checks/log-source.js';
 import { classifyKubeletLine, isUnhealthyLabel, PLEG_LABELS, PLEG_LINE_NEEDLES, type PlegLabel } from '../checks/pleg-classify.js';
-import { CORPUS, fmt, marginAbove, median, runs, table, type StepOptions, type StepReport } from './lib.js';
+import { CORPUS, fmt, marginAbove, median, REPO_ROOT, runs, table, UNIT_NODE_OPTIONS, type StepOptions, type StepReport } from './lib.js';
 
 const PHRASE = 'PLEG is not healthy';
 const LINES = 1_000_000;
@@ -111,7 +112,7 @@ function grepCount(path: string): Promise<{ ms: number; count: number }> {
  * new file is read from its start, as after a rotation), and every delivered line goes to `onLine`.
  * `lines` is every line read; `skipped` those the prefilter counted without delivering (all `other`).
  */
-async function throughFileSource(
+export async function throughFileSource(
   built: string,
   followed: string,
   onLine: (text: string) => void,
@@ -230,7 +231,18 @@ export async function plegThroughput(opts: StepOptions): Promise<StepReport> {
       for (const line of memLines) c2[classifyKubeletLine(line).label]++;
       classifyMs.push(performance.now() - t0);
     }
+    // The same FileSource + classifier runs in a process with the unit's NODE_OPTIONS (V8 without its
+    // JIT): the rate the agent has as it ships.
+    const { NODE_OPTIONS: _, ...env } = process.env;
+    const child = await promisify(execFile)(process.execPath, [join(REPO_ROOT, 'dist/bench/pleg-throughput-child.js'), built.path, followed, String(n)], {
+      env: { ...env, NODE_OPTIONS: UNIT_NODE_OPTIONS },
+      maxBuffer: 1024 * 1024,
+    });
+    const unit = JSON.parse(child.stdout) as { ms: number[]; lines: number[]; unhealthy: number };
+    const unitMs = unit.ms;
+    if (unit.lines.some((l) => l !== LINES)) problems.push(`with the unit's NODE_OPTIONS the file source read ${unit.lines.join(', ')} lines, not ${LINES}`);
     const unhealthy = PLEG_LABELS.filter(isUnhealthyLabel).reduce((s, l) => s + fullCounts[l], 0);
+    if (unit.unhealthy !== unhealthy) problems.push(`with the unit's NODE_OPTIONS the classifier counted ${unit.unhealthy} unhealthy lines, not ${unhealthy}`);
     if (grepCountSeen !== built.expectedPhrase) problems.push(`grep counted ${grepCountSeen} lines, the file has ${built.expectedPhrase} with the phrase`);
     if (unhealthy !== built.expectedUnhealthy) {
       problems.push(`the classifier counted ${unhealthy} unhealthy lines, the corpus labels say ${built.expectedUnhealthy}`);
@@ -269,13 +281,16 @@ export async function plegThroughput(opts: StepOptions): Promise<StepReport> {
         [
           ['`grep -c -F` (baseline)', fmt(median(grepMs)), fmt(grepRate / 1e6), fmt(mbps(grepMs)), rateRuns(grepMs)],
           ['FileSource + classifier (the pleg check on a file)', fmt(median(fullMs)), fmt(fullRate / 1e6), fmt(mbps(fullMs)), rateRuns(fullMs)],
+          [`the same, run with the unit's \`NODE_OPTIONS=${UNIT_NODE_OPTIONS}\``, fmt(median(unitMs)), fmt(rate(unitMs) / 1e6), fmt(mbps(unitMs)), rateRuns(unitMs)],
           ['  of which: FileSource alone (read + prefilter + split, no classify)', fmt(median(sourceMs)), fmt(rate(sourceMs) / 1e6), fmt(mbps(sourceMs)), rateRuns(sourceMs)],
           ['  of which: classifier alone (lines already in memory)', fmt(median(classifyMs)), fmt(rate(classifyMs) / 1e6), '', rateRuns(classifyMs)],
           ['reference, not the agent\'s code: decode each chunk once + slice lines, + classifier', fmt(median(refMs)), fmt(rate(refMs) / 1e6), fmt(mbps(refMs)), rateRuns(refMs)],
         ],
       ),
       '',
-      `Ratio classifier / grep: **${fmt(ratio)}x** of grep's line rate.`,
+      `Ratio classifier / grep: **${fmt(ratio)}x** of grep's line rate. As the agent ships (systemd-units/nodemedic.service's ` +
+        `\`NODE_OPTIONS\`, V8 without its JIT) the same path runs at ${fmt(rate(unitMs) / 1e6)} M lines/s, ` +
+        `${fmt(rate(unitMs) / fullRate, 2)}x the rate with the JIT and ${fmt(rate(unitMs) / grepRate)}x grep's.`,
       '',
       `Counts (the same every run): grep ${grepCountSeen.toLocaleString('en-US')} lines with the phrase; classifier ` +
         PLEG_LABELS.map((l) => `${l} ${fullCounts[l].toLocaleString('en-US')}`).join(', ') +
@@ -297,7 +312,7 @@ export async function plegThroughput(opts: StepOptions): Promise<StepReport> {
           ...(close ? { close } : {}),
         },
       ],
-      data: { bytes: built.bytes, grepMs, fullMs, sourceMs, classifyMs, refMs, counts: fullCounts, grepCount: grepCountSeen, problems },
+      data: { bytes: built.bytes, grepMs, fullMs, unitMs, nodeOptions: UNIT_NODE_OPTIONS, sourceMs, classifyMs, refMs, counts: fullCounts, grepCount: grepCountSeen, problems },
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -23,6 +23,7 @@ import { FakeKubelet } from '../test/harness/fake-kubelet.js';
 import { startSystemdNs, systemdNsAvailable, waitFor, type SystemdNs } from '../test/harness/systemd-ns.js';
 import {
   CLI,
+  UNIT_NODE_OPTIONS,
   CLK_TCK,
   fmt,
   freePort,
@@ -100,15 +101,14 @@ async function startNode(log: (m: string) => void): Promise<Node> {
 }
 
 interface Proc {
-  kind: 'bare' | 'agent' | 'agent-semi' | 'agent-prof';
+  /** `agent` and `agent-prof` run with the unit's NODE_OPTIONS (as shipped), `agent-jit` with V8's defaults. */
+  kind: 'bare' | 'agent' | 'agent-jit' | 'agent-prof';
   child: ChildProcess;
   pid: number;
   dir: string;
   url?: string;
 }
 
-/** V8 flag of the `agent-semi` variant: young-generation semi-spaces capped at 1 MiB. */
-const SEMI_FLAG = '--max-semi-space-size=1';
 
 async function startProc(kind: Proc['kind'], node: Node, schedule?: string, profileDir?: string): Promise<Proc> {
   const dir = mkdtempSync(join(tmpdir(), 'nm-bench-soak-'));
@@ -141,13 +141,15 @@ async function startProc(kind: Proc['kind'], node: Node, schedule?: string, prof
       },
     };
     writeFileSync(join(dir, 'config.yaml'), stringify(config));
-    const v8 = kind === 'agent-semi' ? [SEMI_FLAG] : kind === 'agent-prof' ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+    const v8 = kind === 'agent-prof' ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
     argv = [...v8, CLI, 'run', '--dry-run', '--config', join(dir, 'config.yaml')];
   }
+  const { NODE_OPTIONS: _, ...env } = process.env;
+  if (kind === 'agent' || kind === 'agent-prof') env.NODE_OPTIONS = UNIT_NODE_OPTIONS;
   const out = openSync(join(dir, 'out.log'), 'a');
   let child: ChildProcess;
   try {
-    child = spawn(process.execPath, argv, { stdio: ['ignore', out, out], env: { ...process.env, NODEMEDIC_CONFIG: '' } });
+    child = spawn(process.execPath, argv, { stdio: ['ignore', out, out], env: { ...env, NODEMEDIC_CONFIG: '' } });
   } finally {
     closeSync(out);
   }
@@ -201,9 +203,9 @@ async function footprintUnits(opts: StepOptions): Promise<StepReport> {
   const windowS = opts.quick ? 60 : 180;
   const procs: Proc[] = [];
   for (let i = 0; i < replicas; i++) procs.push(await startProc('bare', node), await startProc('agent', node));
-  // One agent with young-generation semi-spaces capped (does the heap's growth cost RSS?), and one
-  // under --cpu-prof, only to say where the CPU goes (the profiler's cost keeps it out of the table).
-  procs.push(await startProc('agent-semi', node));
+  // One agent with V8's defaults (what do the unit's flags buy?), and one under --cpu-prof, only to
+  // say where the CPU goes (the profiler's cost keeps it out of the table).
+  procs.push(await startProc('agent-jit', node));
   const profileDir = mkdtempSync(join(tmpdir(), 'nm-bench-soak-prof-'));
   onCleanup(() => rmSync(profileDir, { recursive: true, force: true }));
   const profiled = await startProc('agent-prof', node, undefined, profileDir);
@@ -237,7 +239,7 @@ async function footprintUnits(opts: StepOptions): Promise<StepReport> {
   const agentUrl = procs.find((p) => p.kind === 'agent')!.url!;
   const seen = await statuses(agentUrl);
   const heapAgent = await heap(agentUrl);
-  const heapSemi = await heap(procs.find((p) => p.kind === 'agent-semi')!.url!);
+  const heapJit = await heap(procs.find((p) => p.kind === 'agent-jit')!.url!);
   await stopChild(profiled.child);
   let profile: ProfileSummary | undefined;
   try {
@@ -256,8 +258,12 @@ async function footprintUnits(opts: StepOptions): Promise<StepReport> {
   const rssBare = median(of('bare').map((c) => median(rss.get(c.p.pid)!)));
   const peak = Math.max(...of('agent').map((c) => c.hwm));
   const childShare = tree > 0 ? (tree - own) / tree : 0;
-  const rows = (['bare', 'agent', 'agent-semi'] as const).map((k) => [
-    k === 'bare' ? 'bare Node.js (one timer)' : k === 'agent' ? '`nodemedic run --dry-run`, default config (15 s schedule), real units' : `the same with \`node ${SEMI_FLAG}\``,
+  const rows = (['bare', 'agent', 'agent-jit'] as const).map((k) => [
+    k === 'bare'
+      ? 'bare Node.js (one timer)'
+      : k === 'agent'
+        ? `\`nodemedic run --dry-run\`, default config (15 s schedule), real units, the unit's \`NODE_OPTIONS=${UNIT_NODE_OPTIONS}\``
+        : 'the same with V8\'s defaults (no `NODE_OPTIONS`)',
     `${fmt(median(of(k).map((c) => median(rss.get(c.p.pid)!))))} (${runs(of(k).map((c) => median(rss.get(c.p.pid)!)))})`,
     fmt(Math.max(...of(k).map((c) => c.hwm))),
     `${fmt(median(of(k).map((c) => c.own)), 3)} (${runs(of(k).map((c) => c.own), 3)})`,
@@ -276,13 +282,14 @@ async function footprintUnits(opts: StepOptions): Promise<StepReport> {
         `${pct(profile.gcMs, profile.busyMs)} GC; by package: ${(profile.groups.pkg ?? []).slice(0, 5).map(([k, v]) => `${k} ${pct(v, profile!.busyMs)}`).join(', ')}; ` +
         `by file: ${(profile.groups.file ?? []).slice(0, 5).map(([k, v]) => `${k} ${pct(v, profile!.busyMs)}`).join(', ')}`
       : '');
-  const semiRss = median(rss.get(procs.find((p) => p.kind === 'agent-semi')!.pid)!);
-  const semiPeak = of('agent-semi')[0]!.hwm;
-  const semiTree = of('agent-semi')[0]!.tree;
+  const jitRss = median(rss.get(procs.find((p) => p.kind === 'agent-jit')!.pid)!);
+  const jitPeak = of('agent-jit')[0]!.hwm;
+  const jitTree = of('agent-jit')[0]!.tree;
   const rssCause =
     `the agent's ${fmt(rssAgent)} MiB (median) are bare Node.js's ${fmt(rssBare)} MiB plus ${fmt(rssAgent - rssBare)} MiB; of its memory, ${heapText(heapAgent)} ` +
-    `at the end of the window. With \`${SEMI_FLAG}\` (young generation capped): median ${fmt(semiRss)} MiB, peak ${fmt(semiPeak)} MiB, ` +
-    `CPU ${fmt(semiTree, 3)} % (${heapText(heapSemi)})`;
+    `at the end of the window. With V8's defaults (JIT on, young generation free to grow) the same agent had median ${fmt(jitRss)} MiB, peak ${fmt(jitPeak)} MiB, ` +
+    `CPU ${fmt(jitTree, 3)} % (${heapText(heapJit)}): the unit's flags ${peak <= jitPeak ? 'lower' : 'raise'} the peak by ${fmt(Math.abs(jitPeak - peak))} MiB ` +
+    `and ${tree <= jitTree ? 'lower' : 'raise'} the CPU by ${fmt(Math.abs(jitTree - tree), 3)} points`;
   const goals = [
     {
       goal: 'idle CPU with real units at most 0.3 % of one core at the default schedule',
@@ -301,7 +308,8 @@ async function footprintUnits(opts: StepOptions): Promise<StepReport> {
   ];
   const body = [
     `Method: a real systemd (PID 1 of a namespace) runs kubelet.service (the fake kubelet, /healthz answering), docker.service ` +
-      '(a real dockerd and its containerd) and containerd.service; the agent runs `node dist/agent/cli.js run --dry-run` with the ' +
+      '(a real dockerd and its containerd) and containerd.service; the agent runs `node dist/agent/cli.js run --dry-run`, ' +
+      `with \`NODE_OPTIONS=${UNIT_NODE_OPTIONS}\` as systemd-units/nodemedic.service sets it, and the ` +
       'default config, changed only in `hostCommandPrefix` (nsenter into the namespace), the kubelet healthz URL, the docker and ' +
       `containerd sockets, a loopback port and a temp state dir. ${replicas} agent(s) and ${replicas} bare Node.js process(es) ` +
       `(\`node -e '${BARE_SCRIPT}'\`) side by side; 20 s after start, a ${windowS} s window. CPU: utime+stime of the process and of ` +
@@ -317,7 +325,7 @@ async function footprintUnits(opts: StepOptions): Promise<StepReport> {
     '',
     `Where the memory goes (measured): ${rssCause}.`,
   ].join('\n');
-  return { id: 'footprint-units', title, measured: true, body, goals, data: { windowS, replicas, commands: shapes, cpu: cpu.map((c) => ({ kind: c.p.kind, own: c.own, tree: c.tree, hwmMiB: c.hwm })), rssAgent, rssBare, seen, heapAgent, heapSemi, profile } };
+  return { id: 'footprint-units', title, measured: true, body, goals, data: { windowS, replicas, commands: shapes, cpu: cpu.map((c) => ({ kind: c.p.kind, own: c.own, tree: c.tree, hwmMiB: c.hwm })), rssAgent, rssBare, seen, heapAgent, heapJit, nodeOptions: UNIT_NODE_OPTIONS, profile } };
 }
 
 async function soak(opts: StepOptions): Promise<StepReport> {

@@ -1,6 +1,7 @@
 import { execa } from 'execa';
 import type { Logger } from 'pino';
 import type { CheckResult } from '../checks/types.js';
+import { settlesWithin } from '../platform/deadline.js';
 
 /**
  * The sd_notify(3) messages the daemon sends to its service manager. Every method resolves, never
@@ -212,14 +213,7 @@ export function superviseWithSystemd(agent: SupervisedAgent, notifier: ServiceNo
   return {
     async stopping(waitMs = 1000) {
       if (!notifier.enabled) return;
-      let t: NodeJS.Timeout | undefined;
-      await Promise.race([
-        notifier.send(['STOPPING=1', 'STATUS=stopping']),
-        new Promise<void>((resolve) => {
-          t = setTimeout(resolve, waitMs);
-        }),
-      ]);
-      clearTimeout(t);
+      await settlesWithin(notifier.send(['STOPPING=1', 'STATUS=stopping']), waitMs);
     },
     close() {
       if (timer) clearInterval(timer);

@@ -294,14 +294,10 @@ export class PlegMonitor implements Check {
         this.ingest({ text: line, timeMs: Math.min(at, now) });
       }
     })();
-    work.catch(() => undefined);
-    let timer: NodeJS.Timeout | undefined;
     try {
-      await Promise.race([work, new Promise<void>((r) => (timer = setTimeout(r, TAIL_READ_TIMEOUT_MS)))]);
-    } catch {
-      // unreadable: the follower says why
+      // Unreadable or slow: the follower says why.
+      await settlesWithin(work, TAIL_READ_TIMEOUT_MS);
     } finally {
-      clearTimeout(timer);
       // Closed once the read ends, also one that outlived the timeout (a hung mount that recovers).
       const close = (): void => void fh?.close().catch(() => undefined);
       work.then(close, close);

@@ -19,6 +19,7 @@ import { reexecSystemd } from './reexec.js';
 import { createRebootRequester } from './reboot-request.js';
 import { StateStore } from './state.js';
 import type { ActionOutcome, ActionRecord, ActionRecorder, ApprovalAnswer, DrainRebooter, LadderState, PauseState, Proposal, Remediator, UnitFacts } from './types.js';
+import { settlesWithin } from '../platform/deadline.js';
 
 /** What the agent hands the remediation component. */
 export interface RemediatorDeps {
@@ -551,15 +552,7 @@ class LadderRemediator implements Remediator {
     this.timer = undefined;
     const inflight = this.inflight;
     if (inflight) {
-      let timer: NodeJS.Timeout | undefined;
-      const gaveUp = await Promise.race([
-        inflight.then(() => false),
-        new Promise<boolean>((resolve) => {
-          timer = setTimeout(() => resolve(true), this.commandTimeoutMs + STOP_GRACE_MS);
-        }),
-      ]);
-      clearTimeout(timer);
-      if (gaveUp) {
+      if (!(await settlesWithin(inflight, this.commandTimeoutMs + STOP_GRACE_MS))) {
         // Its intent is on disk; the next start judges it. This instance must not write after that.
         this.abandoned = true;
         this.logger.warn('stopping with a remediation action still in flight; the next start will judge it');

@@ -28,6 +28,7 @@ import { PlanExistsError, PlanStore, type RebootPlan } from './plan.js';
 import { planPods, describeBlocked } from './pods.js';
 import { checksOk, lookAtRecovery, type NodeLook, type RecoveryLook } from './recovery.js';
 import { undo, type UndoDeps } from './undo.js';
+import { settlesWithin } from '../../platform/deadline.js';
 
 export const BOOT_ID_PATH = '/proc/sys/kernel/random/boot_id';
 
@@ -998,9 +999,9 @@ export class DrainRebootController implements DrainRebooter {
     this.workAbort?.abort();
     if (this.inflight) {
       // Within systemd's TimeoutStopSec (30 s); what is left undone is in the plan for the next start.
-      await Promise.race([this.inflight, new Promise((r) => setTimeout(r, 25_000).unref())]);
+      await settlesWithin(this.inflight, 25_000);
     }
-    if (this.housekeeping) await Promise.race([this.housekeeping, new Promise((r) => setTimeout(r, 5_000).unref())]);
+    if (this.housekeeping) await settlesWithin(this.housekeeping, 5_000);
     this.lease?.forget();
   }
 }

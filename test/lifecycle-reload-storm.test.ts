@@ -46,7 +46,6 @@ t.test('22 SIGHUPs during sweeps: one journal follower, one remediator', async (
   t.ok(settled.lifecycle.reloads.applied >= 1 && settled.lifecycle.reloads.applied <= 3, `22 SIGHUPs made ${settled.lifecycle.reloads.applied} reload(s): serialised and coalesced`);
   t.equal(settled.lifecycle.reloads.rejected, 0);
   // Two full sweeps later (the follower of a rebuilt check has had time to start, an old one to go).
-  const seen = agent.lines(/^configuration reloaded$/).length;
   for (let i = 0; i < 2; i++) {
     const last = ((await status()) as unknown as { lastSweep: string }).lastSweep;
     await waitFor(async () => ((await status()) as unknown as { lastSweep: string }).lastSweep !== last, { timeoutMs: 20_000, what: 'a full sweep' });
@@ -55,7 +54,11 @@ t.test('22 SIGHUPs during sweeps: one journal follower, one remediator', async (
   t.equal(procs.filter((p) => p.comm === 'journalctl').length, 1, `exactly one journalctl follower (agent's descendants: ${procs.map((p) => `${p.pid}:${p.comm}`).join(' ')})`);
   const final = await status();
   t.equal(final.lifecycle.remediators, 1, 'exactly one remediator');
-  t.equal(agent.lines(/^configuration reloaded$/).length, seen, 'no reload ran late');
+  // kill() returns before the agent's JavaScript has seen the signal: on a busy machine the last
+  // SIGHUPs can still sit in libuv's signal pipe when /status says settled. Read in one batch, they make
+  // one more reload and at most one coalesced behind it.
+  t.equal(agent.lines(/^configuration reloaded$/).length, final.lifecycle.reloads.applied, 'every reload logged is counted');
+  t.ok(final.lifecycle.reloads.applied <= settled.lifecycle.reloads.applied + 2 && !final.lifecycle.reloads.pending, `${final.lifecycle.reloads.applied} reload(s) in the end (${settled.lifecycle.reloads.applied} when settled), none pending`);
   t.match(final.results.find((r) => r.check === 'pleg'), { check: 'pleg' }, 'pleg still reports');
   t.same(agent.logs.filter((l) => l.level === undefined), [], 'every stdout line is JSON');
   await agent.stop();

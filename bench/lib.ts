@@ -79,6 +79,12 @@ export const UNIT_NODE_OPTIONS = (() => {
   return m[1]!;
 })();
 
+/** This process's environment for a child node, with `nodeOptions` as its NODE_OPTIONS (none if undefined) instead of ours. */
+export function envWithNodeOptions(nodeOptions: string | undefined): NodeJS.ProcessEnv {
+  const { NODE_OPTIONS: _, ...env } = process.env;
+  return nodeOptions === undefined ? env : { ...env, NODE_OPTIONS: nodeOptions };
+}
+
 // ---------------------------------------------------------------------------------------------
 // statistics
 

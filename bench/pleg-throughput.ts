@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 import { systemClock } from '../platform/clock.js';
 import { FileSource } from '../checks/log-source.js';
 import { classifyKubeletLine, isUnhealthyLabel, PLEG_LABELS, PLEG_LINE_NEEDLES, type PlegLabel } from '../checks/pleg-classify.js';
-import { CORPUS, fmt, marginAbove, median, REPO_ROOT, runs, table, UNIT_NODE_OPTIONS, type StepOptions, type StepReport } from './lib.js';
+import { CORPUS, envWithNodeOptions, fmt, marginAbove, median, REPO_ROOT, runs, table, UNIT_NODE_OPTIONS, type StepOptions, type StepReport } from './lib.js';
 
 const PHRASE = 'PLEG is not healthy';
 const LINES = 1_000_000;
@@ -233,9 +233,8 @@ export async function plegThroughput(opts: StepOptions): Promise<StepReport> {
     }
     // The same FileSource + classifier runs in a process with the unit's NODE_OPTIONS (V8 without its
     // JIT): the rate the agent has as it ships.
-    const { NODE_OPTIONS: _, ...env } = process.env;
     const child = await promisify(execFile)(process.execPath, [join(REPO_ROOT, 'dist/bench/pleg-throughput-child.js'), built.path, followed, String(n)], {
-      env: { ...env, NODE_OPTIONS: UNIT_NODE_OPTIONS },
+      env: envWithNodeOptions(UNIT_NODE_OPTIONS),
       maxBuffer: 1024 * 1024,
     });
     const unit = JSON.parse(child.stdout) as { ms: number[]; lines: number[]; unhealthy: number };

@@ -23,8 +23,8 @@ import { FakeKubelet } from '../test/harness/fake-kubelet.js';
 import { startSystemdNs, systemdNsAvailable, waitFor, type SystemdNs } from '../test/harness/systemd-ns.js';
 import {
   CLI,
-  UNIT_NODE_OPTIONS,
   CLK_TCK,
+  envWithNodeOptions,
   fmt,
   freePort,
   harnessMain,
@@ -38,6 +38,7 @@ import {
   sleep,
   stopChild,
   summarizeProfile,
+  UNIT_NODE_OPTIONS,
   FIRST_PARTY_FILE,
   PACKAGE,
   type ProfileSummary,
@@ -109,7 +110,6 @@ interface Proc {
   url?: string;
 }
 
-
 async function startProc(kind: Proc['kind'], node: Node, schedule?: string, profileDir?: string): Promise<Proc> {
   const dir = mkdtempSync(join(tmpdir(), 'nm-bench-soak-'));
   onCleanup(() => rmSync(dir, { recursive: true, force: true }));
@@ -144,8 +144,7 @@ async function startProc(kind: Proc['kind'], node: Node, schedule?: string, prof
     const v8 = kind === 'agent-prof' ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
     argv = [...v8, CLI, 'run', '--dry-run', '--config', join(dir, 'config.yaml')];
   }
-  const { NODE_OPTIONS: _, ...env } = process.env;
-  if (kind === 'agent' || kind === 'agent-prof') env.NODE_OPTIONS = UNIT_NODE_OPTIONS;
+  const env = envWithNodeOptions(kind === 'agent' || kind === 'agent-prof' ? UNIT_NODE_OPTIONS : undefined);
   const out = openSync(join(dir, 'out.log'), 'a');
   let child: ChildProcess;
   try {

@@ -53,7 +53,6 @@ const UNIT_QUERY_TIMEOUT_MS = 5000;
 /** How long start() waits for the first look at a followed file. */
 const FIRST_POLL_WAIT_MS = 2000;
 
-
 /** `nodemedic check` with `source: file` reads this much of the file's end (CheckDeps.oneShot). */
 export const TAIL_BYTES = 4 * 1024 * 1024;
 const MAX_TAIL_LINE = 64 * 1024;

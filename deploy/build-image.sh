@@ -54,15 +54,17 @@ pack=$(npm pack --silent --pack-destination "$work" | tail -1)
 npm install --global --prefix "$root/usr/local" --omit=dev --no-audit --no-fund --silent "$work/$pack"
 # The image's own Node.js runs it, the way the container will: a missing library fails the build here.
 # A clean environment: the builder's NODE_OPTIONS or NODE_EXTRA_CA_CERTS name files the image lacks.
-# With the image's NODE_OPTIONS below (those of systemd-units/nodemedic.service and deploy/Containerfile).
-env -i PATH=/usr/local/bin:/usr/bin:/bin NODE_OPTIONS="--jitless --max-semi-space-size=1" "$(command -v chroot)" "$root" /usr/local/bin/nodemedic version >&2
+# With the image's NODE_OPTIONS: those of the unit (deploy/Containerfile sets the same).
+node_options=$(sed -n 's/^Environment="NODE_OPTIONS=\(.*\)"$/\1/p' systemd-units/nodemedic.service)
+[ -n "$node_options" ] || { echo "build-image: systemd-units/nodemedic.service sets no NODE_OPTIONS" >&2; exit 1; }
+env -i PATH=/usr/local/bin:/usr/bin:/bin NODE_OPTIONS="$node_options" "$(command -v chroot)" "$root" /usr/local/bin/nodemedic version >&2
 
 echo "build-image: importing as $tag" >&2
 tar -C "$root" --numeric-owner -c . | docker import \
   --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
   --change 'ENV NODE_ENV=production' \
   --change 'ENV UV_THREADPOOL_SIZE=16' \
-  --change 'ENV NODE_OPTIONS="--jitless --max-semi-space-size=1"' \
+  --change "ENV NODE_OPTIONS=\"$node_options\"" \
   --change 'EXPOSE 20258' \
   --change 'ENTRYPOINT ["nodemedic"]' \
   --change 'CMD ["run", "--config", "/etc/nodemedic/config.yaml"]' \

@@ -129,6 +129,8 @@ t.test('the unit keeps what the agent needs and what systemd-notify attribution 
   const nodeOptions = values('Service', 'Environment').map((v) => /^"?NODE_OPTIONS=([^"]*)"?$/.exec(v)?.[1]).find((v) => v !== undefined);
   t.ok(nodeOptions?.split(/\s+/).includes('--jitless'), 'the agent runs V8 without its JIT');
   t.same(values('Service', 'MemoryDenyWriteExecute'), ['yes'], 'so no memory is writable and executable');
+  // deploy/build-image.sh reads them from this unit; deploy/Containerfile has its own copy.
+  t.match(readFileSync(join(REPO_ROOT, 'deploy', 'Containerfile'), 'utf8'), `NODE_OPTIONS="${nodeOptions}"`, 'the Containerfile sets the same NODE_OPTIONS');
   const caps = values('Service', 'CapabilityBoundingSet').join(' ').split(/\s+/);
   // Dropping it silently breaks READY=1 under NotifyAccess=main: notify.test.ts shows systemd refusing the message.
   t.ok(caps.includes('CAP_SYS_ADMIN'), 'systemd-notify --pid needs CAP_SYS_ADMIN to send our PID');
